@@ -1,0 +1,21 @@
+"""Small shared helpers: atomic file writes, checksums and seeding.
+
+Public API:
+    atomic_write_bytes(path, data), atomic_write_text(path, text), atomic_path(path) (context manager
+    for writers that need a file name), sha256_file(path), file_digest(path, algorithm),
+    set_seed(seed), make_generator(seed), check_seed(seed).
+"""
+
+from aimc_lsh.utils.io import atomic_path, atomic_write_bytes, atomic_write_text, file_digest, sha256_file
+from aimc_lsh.utils.seeding import check_seed, make_generator, set_seed
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_seed",
+    "file_digest",
+    "make_generator",
+    "set_seed",
+    "sha256_file",
+]
