@@ -1,0 +1,30 @@
+"""Evaluation: top-1 accuracy over a loader and the bitbybit hackathon score.
+
+Public API:
+    evaluate(model, loader, *, device, progress) -> EvalResult(accuracy, n_images, n_correct)
+    bitbybit_score(model, acc_drop, *, delta=0.15, gamma=0.5) -> float
+    bitbybit_breakdown(model, acc_drop, ...) -> ScoreBreakdown (every intermediate term)
+    bitbybit_score_from_tiles(tiles, acc_drop, ...) -> ScoreBreakdown (pure arithmetic)
+    hashed_tile_costs(model) -> list[TileCost]
+"""
+
+from aimc_lsh.eval.evaluate import EvalResult, evaluate
+from aimc_lsh.eval.score import (
+    ScoreBreakdown,
+    TileCost,
+    bitbybit_breakdown,
+    bitbybit_score,
+    bitbybit_score_from_tiles,
+    hashed_tile_costs,
+)
+
+__all__ = [
+    "EvalResult",
+    "ScoreBreakdown",
+    "TileCost",
+    "bitbybit_breakdown",
+    "bitbybit_score",
+    "bitbybit_score_from_tiles",
+    "evaluate",
+    "hashed_tile_costs",
+]
