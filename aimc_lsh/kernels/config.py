@@ -1,0 +1,101 @@
+"""``HashConfig``: how a layer is hashed (kernel, hash length, tiling), independent of hardware."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Self
+
+from aimc_lsh.kernels.registry import get_kernel_class
+from aimc_lsh.kernels.stages import HashStages
+from aimc_lsh.kernels.ste import STE_MODES
+
+
+def _check_optional_positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"{name} must be a positive int or None (no tiling), got {value!r}")
+
+
+@dataclass
+class HashConfig:
+    """Configuration of a hashed (SimHash) layer on ideal digital hardware.
+
+    Hardware configurations (:class:`aimc_lsh.hardware.HardwareConfig`) extend this class, so every
+    field here also exists there.
+    """
+
+    kernel: str = "random_projection"
+    """Registered kernel name (see :func:`aimc_lsh.kernels.kernel_names`), e.g. ``random_projection``
+    (fixed random P) or ``learned_projection`` (trainable P)."""
+
+    hash_length: int = 128
+    """Number of hash bits k per projection (per tile pair when tiled); must be > 0."""
+
+    orthogonal: bool = False
+    """Draw P with orthonormal rows (blocks of at most d rows) instead of i.i.d. Gaussian rows."""
+
+    seed: int = 0
+    """Base seed of the projections; each layer derives its own seed from it and its module path."""
+
+    ste: str = "identity"
+    """Straight-through estimator of the sign in training: ``identity`` or ``clipped``."""
+
+    input_tile_size: int | None = None
+    """Input channels (features for linear layers) per input tile, each with its own P; None: one tile."""
+
+    output_tile_size: int | None = None
+    """Output channels (features) per output tile, each with its own P; None: one tile."""
+
+    def __post_init__(self) -> None:
+        get_kernel_class(self.kernel)  # raises with the list of registered kernels
+        if (
+            not isinstance(self.hash_length, int)
+            or isinstance(self.hash_length, bool)
+            or self.hash_length <= 0
+        ):
+            raise ValueError(f"hash_length (k) must be a positive int, got {self.hash_length!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if self.ste not in STE_MODES:
+            raise ValueError(f"unknown ste {self.ste!r}; allowed: {', '.join(STE_MODES)}")
+        _check_optional_positive("input_tile_size", self.input_tile_size)
+        _check_optional_positive("output_tile_size", self.output_tile_size)
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a copy with ``changes`` applied (validated like a new config).
+
+        Raises:
+            ValueError: For a field name the config does not have.
+
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no field(s) {', '.join(unknown)}; "
+                f"fields: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def kernel_options(self) -> dict[str, Any]:
+        """Keyword arguments passed to the kernel class besides ``in_features`` and ``hash_length``."""
+        return {"orthogonal": self.orthogonal, "ste": self.ste}
+
+    def build_stages(self) -> HashStages:
+        """Return the stage object a layer with this config computes with (ideal digital here)."""
+        return HashStages(ste=self.ste)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain, YAML/JSON-serialisable dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build a config from :meth:`to_dict` output; unknown keys raise a clear error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
+            )
+        return cls(**data)

@@ -1,0 +1,91 @@
+"""The four steps of a hashed layer, ideal and digital: project, binarize, match, reconstruct.
+
+Hashed layers (``aimc_lsh.nn``) call these methods for every tile pair; hardware models subclass
+:class:`HashStages` to replace a step by its analog counterpart (programmed conductances, sense
+amplifiers, ADCs). Linear layers run as 1x1 convolutions on (N, d, 1, 1) inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc_lsh.kernels.base import cosine_from_similarity
+from aimc_lsh.kernels.ste import sign_ste
+
+TilePair = tuple[int, int]
+"""Index ``(i, j)`` of an input tile i and an output tile j of a layer."""
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Stride, padding and dilation of a convolution (both spatial dimensions)."""
+
+    stride: tuple[int, int] = (1, 1)
+    """Stride (rows, columns)."""
+
+    padding: tuple[int, int] = (0, 0)
+    """Zero padding (rows, columns)."""
+
+    dilation: tuple[int, int] = (1, 1)
+    """Dilation (rows, columns)."""
+
+
+class HashStages(nn.Module):
+    """Ideal digital implementation of the hashed-layer pipeline.
+
+    Args:
+        ste: Straight-through estimator for the sign in :meth:`binarize`.
+
+    """
+
+    def __init__(self, ste: str = "identity") -> None:
+        super().__init__()
+        self.ste = ste
+
+    def project(self, x: Tensor, filters: Tensor, geometry: ConvGeometry, tile: TilePair) -> Tensor:
+        """Project every input patch on the k rows of P: a convolution with P as k filters.
+
+        Args:
+            x: Input tile (N, C_i, H, W).
+            filters: P reshaped to (k, C_i, kh, kw).
+            geometry: The layer's convolution geometry.
+            tile: Tile pair index.
+
+        Returns:
+            Pre-activations (N, k, H_out, W_out).
+
+        """
+        return F.conv2d(x, filters, None, geometry.stride, geometry.padding, geometry.dilation)
+
+    def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
+        """Sign of the pre-activations (+-1), straight-through in training."""
+        return sign_ste(pre, self.ste)
+
+    def match(self, h_x: Tensor, codes: Tensor, tile: TilePair) -> Tensor:
+        """Code agreement ``S = h_W . h_x`` (in [-k, k]) for every output and position.
+
+        Args:
+            h_x: Input codes (N, k, H, W).
+            codes: Weight codes h_W (out_j, k).
+            tile: Tile pair index.
+
+        Returns:
+            ``S`` of shape (N, out_j, H, W).
+
+        """
+        return F.conv2d(h_x, codes[:, :, None, None])
+
+    def reconstruct(self, similarity: Tensor, w_norm: Tensor, x_norm: Tensor, tile: TilePair) -> Tensor:
+        """Rescale the estimated cosine by the norms: ``cos(pi/2 (1 - s)) ||w|| ||x_patch||``.
+
+        Args:
+            similarity: ``s = S / k`` (N, out_j, H, W).
+            w_norm: Weight row norms (out_j,).
+            x_norm: Patch norms (N, 1, H, W).
+            tile: Tile pair index.
+
+        """
+        return cosine_from_similarity(similarity) * w_norm.view(1, -1, 1, 1) * x_norm

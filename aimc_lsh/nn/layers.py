@@ -1,0 +1,328 @@
+"""Hashed layers: ``HashedConv2d`` and ``HashedLinear``, computed conv-shaped (no unfold).
+
+For every tile pair (i, j) a layer projects its input tile with P_ij reshaped as k convolution
+filters, binarizes, matches the codes against the weight codes h_W with a 1x1 convolution and
+rescales the estimated cosine by the weight-row norms and the input-patch norms (themselves a
+convolution of x**2 with a ones kernel). Every step goes through ``self.stages``
+(:class:`aimc_lsh.kernels.HashStages` or a hardware subclass), the single hook where hardware plugs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from aimc_lsh.kernels import ConvGeometry, HashConfig, build_kernel, safe_norm, safe_sqrt, sign_ste
+
+_SEED_STRIDE = 1_000_003
+
+
+def split_range(size: int, tile_size: int | None) -> list[tuple[int, int]]:
+    """Split ``range(size)`` into consecutive ``(start, stop)`` tiles of at most ``tile_size``.
+
+    >>> split_range(10, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    >>> split_range(10, None)
+    [(0, 10)]
+    """
+    if tile_size is None or tile_size >= size:
+        return [(0, size)]
+    return [(start, min(start + tile_size, size)) for start in range(0, size, tile_size)]
+
+
+class HashedLayer(nn.Module):
+    """Common machinery of hashed layers, on 4-D (N, C, H, W) tensors.
+
+    Args:
+        in_channels: Input channels (features for linear layers).
+        out_channels: Output channels (features).
+        kernel_size: Spatial kernel size (1, 1 for linear layers).
+        geometry: Stride, padding and dilation.
+        bias: Whether the layer has a bias.
+        config: How the layer is hashed (a :class:`HashConfig` or a hardware subclass of it).
+        seed: Seed of the projections; defaults to ``config.seed``. Tile pair ``p`` uses
+            ``seed * 1_000_003 + p``.
+
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        geometry: ConvGeometry,
+        bias: bool,
+        config: HashConfig,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, HashConfig):
+            raise TypeError(f"config must be a HashConfig (or subclass), got {type(config).__name__}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.geometry = geometry
+        self.config = config
+        self.seed = config.seed if seed is None else int(seed)
+        self.in_tiles = split_range(in_channels, config.input_tile_size)
+        self.out_tiles = split_range(out_channels, config.output_tile_size)
+        kh, kw = kernel_size
+        kernels = []
+        for i, (c0, c1) in enumerate(self.in_tiles):
+            for j in range(len(self.out_tiles)):
+                pair = i * len(self.out_tiles) + j
+                kernels.append(
+                    build_kernel(
+                        config.kernel,
+                        (c1 - c0) * kh * kw,
+                        config.hash_length,
+                        seed=(self.seed * _SEED_STRIDE + pair) % (2**63),
+                        **config.kernel_options(),
+                    )
+                )
+        self.kernels = nn.ModuleList(kernels)
+        self.stages = config.build_stages()
+        self.register_buffer("_ones", torch.ones(1, 1, kh, kw), persistent=False)
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(out_channels))
+        else:
+            self.register_parameter("bias", None)
+
+    # ----------------------------------------------------------------- what programming needs
+    def weight_4d(self) -> Tensor:
+        """The weight as (out, in, kh, kw) (a view for linear layers)."""
+        raise NotImplementedError
+
+    def tile_pairs(self) -> list[tuple[int, int, slice, slice]]:
+        """Every tile pair as ``(i, j, input_channel_slice, output_channel_slice)``."""
+        return [
+            (i, j, slice(c0, c1), slice(o0, o1))
+            for i, (c0, c1) in enumerate(self.in_tiles)
+            for j, (o0, o1) in enumerate(self.out_tiles)
+        ]
+
+    def kernel(self, i: int, j: int) -> nn.Module:
+        """The kernel (own P) of tile pair (i, j)."""
+        return self.kernels[i * len(self.out_tiles) + j]
+
+    def weight_tile(self, i: int, j: int) -> Tensor:
+        """Weight rows of tile pair (i, j), flattened to (out_j, C_i * kh * kw)."""
+        (c0, c1), (o0, o1) = self.in_tiles[i], self.out_tiles[j]
+        return self.weight_4d()[o0:o1, c0:c1].flatten(1)
+
+    def projection_filters(self, i: int, j: int) -> Tensor:
+        """P of tile pair (i, j) reshaped to k convolution filters (k, C_i, kh, kw)."""
+        c0, c1 = self.in_tiles[i]
+        kernel = self.kernel(i, j)
+        return kernel.projection.view(kernel.hash_length, c1 - c0, *self.kernel_size)
+
+    def weight_codes(self, i: int, j: int) -> Tensor:
+        """Weight codes h_W = sign(W_ij P_ij^T) of shape (out_j, k), straight-through in training."""
+        kernel = self.kernel(i, j)
+        return sign_ste(kernel.project(self.weight_tile(i, j)), kernel.ste)
+
+    def weight_norms(self, i: int, j: int) -> Tensor:
+        """Row norms of the weight tile (out_j,)."""
+        return safe_norm(self.weight_tile(i, j), dim=1)
+
+    def patch_norms(self, x_tile: Tensor) -> Tensor:
+        """Norms of every input patch of ``x_tile`` (N, C_i, H, W) -> (N, 1, H_out, W_out)."""
+        ones = self._ones.expand(1, x_tile.shape[1], *self.kernel_size).to(x_tile.dtype)
+        g = self.geometry
+        return safe_sqrt(F.conv2d(x_tile * x_tile, ones, None, g.stride, g.padding, g.dilation))
+
+    # ----------------------------------------------------------------- forward
+    def _forward_4d(self, x: Tensor) -> Tensor:
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{type(self).__name__} received NaN or inf inputs")
+        stages, n_out = self.stages, len(self.out_tiles)
+        outputs: list[Tensor | None] = [None] * n_out
+        for i, (c0, c1) in enumerate(self.in_tiles):
+            x_tile = x if len(self.in_tiles) == 1 else x[:, c0:c1]
+            x_norm = self.patch_norms(x_tile)
+            for j in range(n_out):
+                tile = (i, j)
+                kernel = self.kernel(i, j)
+                pre = stages.project(x_tile, self.projection_filters(i, j), self.geometry, tile)
+                h_x = stages.binarize(pre, tile)
+                agreement = stages.match(h_x, self.weight_codes(i, j), tile)
+                y = stages.reconstruct(agreement / kernel.hash_length, self.weight_norms(i, j), x_norm, tile)
+                outputs[j] = y if outputs[j] is None else outputs[j] + y
+        out = outputs[0] if n_out == 1 else torch.cat(outputs, dim=1)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+    def _check_input(self, x: Tensor, channel_dim: int, min_dims: int) -> None:
+        if x.dim() < min_dims or x.shape[channel_dim] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs with {self.in_channels} channels/features in dim "
+                f"{channel_dim} (at least {min_dims}-D), got shape {tuple(x.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        """Summary shown in the module's repr."""
+        c = self.config
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel={c.kernel}, k={c.hash_length}, "
+            f"tiles={len(self.in_tiles)}x{len(self.out_tiles)}, bias={self.bias is not None}"
+        )
+
+
+class HashedConv2d(HashedLayer):
+    """A 2-D convolution whose dot products are SimHash estimates.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel size (int or pair).
+        stride: Stride (int or pair).
+        padding: Zero padding (int or pair); string paddings such as ``"same"`` are rejected.
+        dilation: Dilation (int or pair).
+        groups: Must be 1 (grouped and depthwise convolutions are not supported).
+        bias: Whether the layer has a bias.
+        config: How the layer is hashed.
+        seed: Seed of the projections (defaults to ``config.seed``).
+
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        config: HashConfig | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if groups != 1:
+            raise ValueError(f"HashedConv2d supports groups=1 only, got groups={groups}")
+        if isinstance(padding, str):
+            raise ValueError(f"HashedConv2d needs explicit integer padding, got padding={padding!r}")
+        kernel_size = _pair(kernel_size)
+        geometry = ConvGeometry(tuple(_pair(stride)), tuple(_pair(padding)), tuple(_pair(dilation)))
+        super().__init__(in_channels, out_channels, kernel_size, geometry, bias, config or HashConfig(), seed)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def weight_4d(self) -> Tensor:
+        """The weight (out, in, kh, kw)."""
+        return self.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Hashed convolution of ``x`` (N, C, H, W)."""
+        if x.dim() != 4:
+            raise ValueError(f"HashedConv2d expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+        self._check_input(x, 1, 4)
+        return self._forward_4d(x)
+
+    @classmethod
+    def from_digital(cls, conv: nn.Conv2d, config: HashConfig, seed: int | None = None) -> HashedConv2d:
+        """Build a hashed copy of ``conv`` (weights and bias copied)."""
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"HashedConv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            config,
+            seed,
+        )
+        layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def to_digital(self) -> nn.Conv2d:
+        """Return an ``nn.Conv2d`` with this layer's weights and bias."""
+        g = self.geometry
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            g.stride,
+            g.padding,
+            g.dilation,
+            bias=self.bias is not None,
+        ).to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.weight)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+
+class HashedLinear(HashedLayer):
+    """A linear layer whose dot products are SimHash estimates (run as a 1x1 convolution).
+
+    Args:
+        in_features: Input features.
+        out_features: Output features.
+        bias: Whether the layer has a bias.
+        config: How the layer is hashed.
+        seed: Seed of the projections (defaults to ``config.seed``).
+
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        config: HashConfig | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_features, out_features, (1, 1), ConvGeometry(), bias, config or HashConfig(), seed
+        )
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def weight_4d(self) -> Tensor:
+        """The weight viewed as (out, in, 1, 1)."""
+        return self.weight[:, :, None, None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Hashed ``x @ W.T + b`` for ``x`` of shape (..., in_features)."""
+        self._check_input(x, -1, 1)
+        lead = x.shape[:-1]
+        y = self._forward_4d(x.reshape(-1, self.in_features, 1, 1))
+        return y.reshape(*lead, self.out_features)
+
+    @classmethod
+    def from_digital(cls, linear: nn.Linear, config: HashConfig, seed: int | None = None) -> HashedLinear:
+        """Build a hashed copy of ``linear`` (weights and bias copied)."""
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config, seed)
+        layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def to_digital(self) -> nn.Linear:
+        """Return an ``nn.Linear`` with this layer's weights and bias."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        linear.to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight)
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear

@@ -1,0 +1,132 @@
+"""Model surgery: ``patch_model`` swaps Linear/Conv2d for hashed layers, ``to_digital`` undoes it.
+
+A swap registry maps digital layer types to hashed classes; the configuration of each layer is the
+model-wide config, replaced per module path by ``overrides``. Hardware configs whose placement is
+``conventional`` are handed to :mod:`aimc_lsh.nn.conventional` (real weights on analog tiles).
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from torch import nn
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn.layers import HashedConv2d, HashedLayer, HashedLinear
+
+SWAPS: dict[type[nn.Module], type[HashedLayer]] = {nn.Conv2d: HashedConv2d, nn.Linear: HashedLinear}
+"""Digital layer type -> hashed class with a ``from_digital(module, config, seed)`` classmethod."""
+
+Override = HashConfig | Mapping[str, Any] | None
+
+
+def layer_seed(base_seed: int, path: str) -> int:
+    """Seed of the layer at module ``path``: stable across runs and distinct between layers."""
+    return (int(base_seed) * 1_000_003 + zlib.crc32(path.encode())) % (2**63)
+
+
+def _matches(path: str, prefixes: Iterable[str]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, module)
+
+
+def patchable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Module paths and modules of every layer ``patch_model`` can swap (in ``named_modules`` order)."""
+    return [(path, m) for path, m in model.named_modules() if path and type(m) in SWAPS]
+
+
+def hashed_layers(model: nn.Module) -> Iterator[tuple[str, HashedLayer]]:
+    """Yield ``(path, layer)`` for every hashed layer of ``model``."""
+    for path, module in model.named_modules():
+        if isinstance(module, HashedLayer):
+            yield path, module
+
+
+def _resolve(config: HashConfig, override: Override) -> HashConfig | None:
+    if override is None:
+        return None
+    if isinstance(override, HashConfig):
+        return override
+    return config.replace(**dict(override))
+
+
+def patch_model(
+    model: nn.Module,
+    config: HashConfig,
+    *,
+    overrides: Mapping[str, Override] | None = None,
+    skip: Iterable[str] = (),
+    filter_fn: Callable[[str, nn.Module], bool] | None = None,
+    inplace: bool = False,
+) -> nn.Module:
+    """Replace every ``nn.Conv2d`` and ``nn.Linear`` of ``model`` by its hashed counterpart.
+
+    Args:
+        model: The digital model.
+        config: Model-wide configuration (a :class:`HashConfig` or a hardware config).
+        overrides: Per-layer configuration keyed by module path (as in ``named_modules()``): a
+            full config, a dict of field changes applied to ``config``, or None to leave the layer
+            digital.
+        skip: Module paths (or path prefixes, e.g. ``"layer1"``) left digital.
+        filter_fn: ``filter_fn(path, module) -> bool``; layers for which it is False stay digital.
+        inplace: Modify ``model`` itself instead of a deep copy.
+
+    Returns:
+        The patched model (``model`` itself when ``inplace``).
+
+    Raises:
+        ValueError: If a path in ``skip`` or ``overrides`` names no patchable layer.
+
+    """
+    if not isinstance(config, HashConfig):
+        raise TypeError(f"config must be a HashConfig or a hardware config, got {type(config).__name__}")
+    overrides = dict(overrides or {})
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    paths = [path for path, _ in patchable_layers(model)]
+    for name, requested in (("skip", skip), ("overrides", overrides)):
+        unknown = [p for p in requested if not any(_matches(path, [p]) for path in paths)]
+        if unknown:
+            raise ValueError(
+                f"{name} names no Linear/Conv2d layer: {', '.join(map(str, unknown))}; "
+                f"patchable layers: {', '.join(paths)}"
+            )
+    if getattr(config, "placement", None) == "conventional":
+        from aimc_lsh.nn.conventional import convert_conventional
+
+        return convert_conventional(model, config, skip=skip, inplace=inplace)
+    if not inplace:
+        model = copy.deepcopy(model)
+    for path, module in patchable_layers(model):
+        if _matches(path, skip) or (filter_fn is not None and not filter_fn(path, module)):
+            continue
+        layer_config = _resolve(config, overrides[path]) if path in overrides else config
+        if layer_config is None:
+            continue
+        hashed = SWAPS[type(module)].from_digital(
+            module, layer_config, seed=layer_seed(layer_config.seed, path)
+        )
+        hashed.train(module.training)
+        _set_submodule(model, path, hashed)
+    return model
+
+
+def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Replace every hashed layer of ``model`` by the digital layer with the same weights and bias."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    for path, layer in list(hashed_layers(model)):
+        digital = layer.to_digital()
+        digital.train(layer.training)
+        if path:
+            _set_submodule(model, path, digital)
+        else:
+            return digital
+    return model

@@ -1,0 +1,108 @@
+import pytest
+import torch
+from torch import nn
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn import HashedConv2d, HashedLinear, split_range, unfold_forward
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("tile", [None, 3])
+def test_conv_shaped_equals_unfold_reference(stride, padding, tile):
+    torch.manual_seed(stride * 10 + padding)
+    conv = nn.Conv2d(7, 9, 3, stride=stride, padding=padding)
+    config = HashConfig(hash_length=48, input_tile_size=tile, output_tile_size=tile)
+    layer = HashedConv2d.from_digital(conv, config, seed=11)
+    x = torch.randn(3, 7, 10, 10)
+    torch.testing.assert_close(layer(x), unfold_forward(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_shaped_equals_unfold_with_dilation_rectangular_kernel_and_no_bias():
+    torch.manual_seed(3)
+    layer = HashedConv2d(
+        4,
+        6,
+        (3, 2),
+        stride=(1, 2),
+        padding=(2, 1),
+        dilation=2,
+        bias=False,
+        config=HashConfig(hash_length=32, orthogonal=True),
+    )
+    x = torch.randn(2, 4, 9, 8)
+    torch.testing.assert_close(layer(x), unfold_forward(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_equals_unfold_reference_with_leading_dims():
+    torch.manual_seed(4)
+    layer = HashedLinear(12, 5, config=HashConfig(hash_length=40, input_tile_size=5, output_tile_size=2))
+    x = torch.randn(2, 3, 12)
+    y = layer(x)
+    assert y.shape == (2, 3, 5)
+    torch.testing.assert_close(y, unfold_forward(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_large_k_approaches_the_digital_layer_and_beats_small_k():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(6, 8, 3, padding=1)
+    x = torch.randn(2, 6, 8, 8)
+    exact = conv(x)
+
+    def error(k: int) -> float:
+        return (HashedConv2d.from_digital(conv, HashConfig(hash_length=k))(x) - exact).abs().mean().item()
+
+    assert error(4096) < 0.25 * error(16)
+    assert error(4096) < 0.25 * exact.abs().mean().item()
+
+
+def test_tiling_creates_one_kernel_per_tile_pair_with_distinct_projections():
+    layer = HashedConv2d(10, 6, 3, config=HashConfig(hash_length=8, input_tile_size=4, output_tile_size=4))
+    assert layer.in_tiles == [(0, 4), (4, 8), (8, 10)] and layer.out_tiles == [(0, 4), (4, 6)]
+    assert len(layer.kernels) == 6
+    assert layer.projection_filters(2, 1).shape == (8, 2, 3, 3)
+    assert not torch.equal(layer.kernel(0, 0).P, layer.kernel(0, 1).P)
+
+
+def test_zero_input_gives_bias_and_finite_gradients():
+    layer = HashedConv2d(3, 4, 3, padding=1, config=HashConfig(hash_length=16))
+    x = torch.zeros(1, 3, 5, 5, requires_grad=True)
+    y = layer(x)
+    torch.testing.assert_close(y, layer.bias.view(1, -1, 1, 1).expand_as(y))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(layer.weight.grad).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="groups=1 only, got groups=2"):
+        HashedConv2d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="explicit integer padding"):
+        HashedConv2d(4, 4, 3, padding="same")
+    with pytest.raises(ValueError, match="padding_mode='zeros'"):
+        HashedConv2d.from_digital(nn.Conv2d(2, 2, 3, padding_mode="reflect"), HashConfig())
+    layer = HashedConv2d(4, 4, 3)
+    with pytest.raises(ValueError, match="4 channels"):
+        layer(torch.randn(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="4-D input"):
+        layer(torch.randn(4, 5, 5))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        layer(torch.full((1, 4, 5, 5), float("nan")))
+    with pytest.raises(ValueError, match="6 channels/features"):
+        HashedLinear(6, 2)(torch.randn(3, 5))
+    with pytest.raises(TypeError, match="HashConfig"):
+        HashedLinear(6, 2, config={"hash_length": 3})
+
+
+def test_from_digital_and_to_digital_copy_weights():
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, dilation=1)
+    back = HashedConv2d.from_digital(conv, HashConfig()).to_digital()
+    assert (back.stride, back.padding, back.kernel_size) == (conv.stride, conv.padding, conv.kernel_size)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(back(x), conv(x))
+    linear = nn.Linear(7, 3, bias=False)
+    assert torch.equal(HashedLinear.from_digital(linear, HashConfig()).to_digital().weight, linear.weight)
+
+
+def test_split_range():
+    assert split_range(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert split_range(5, 8) == [(0, 5)]
