@@ -205,8 +205,9 @@ def hashed_tile_costs(model: nn.Module) -> list[TileCost]:
     """List the tile-pair costs of every hashed layer in ``model``.
 
     Hashed layers are instances of :class:`aimc_lsh.nn.HashedLayer` (``HashedLinear``,
-    ``HashedConv2d``); each exposes ``tile_pairs()`` -> ``(i, j, in_slice, out_slice)`` and
-    ``kernels`` (one kernel with ``.hash_length`` per pair, indexed ``i * n_out_tiles + j``).
+    ``HashedConv2d``); each exposes ``tile_pairs()`` -> ``(i, j, in_slice, out_slice)`` over input
+    and output channels, ``kernel_size`` and ``kernel(i, j)`` (the pair's kernel, with
+    ``.hash_length`` and ``.in_features``).
 
     Args:
         model: A model, typically the output of :func:`aimc_lsh.nn.patch_model`.
@@ -221,24 +222,18 @@ def hashed_tile_costs(model: nn.Module) -> list[TileCost]:
     for name, module in model.named_modules():
         if not isinstance(module, HashedLayer):
             continue
-        weight = module.weight
-        out_total, in_total = int(weight.shape[0]), int(weight.shape[1])
-        receptive = math.prod(int(s) for s in weight.shape[2:])  # kh * kw for convs, 1 for linear
-        pairs = list(module.tile_pairs())
-        kernels = list(module.kernels)
-        if len(kernels) != len(pairs):
-            raise ValueError(f"layer {name!r}: {len(pairs)} tile pairs but {len(kernels)} kernels")
-        n_out_tiles = len({j for _, j, _, _ in pairs})
-        for i, j, in_slice, out_slice in pairs:
-            kernel = kernels[i * n_out_tiles + j]
-            in_tile = _slice_len(in_slice, in_total) * receptive
+        kh, kw = module.kernel_size  # (1, 1) for linear layers
+        for i, j, in_slice, out_slice in module.tile_pairs():
+            kernel = module.kernel(i, j)
+            in_tile = _slice_len(in_slice, module.in_channels) * kh * kw
             kernel_in = getattr(kernel, "in_features", in_tile)
             if kernel_in != in_tile:
                 raise ValueError(
                     f"layer {name!r} tile ({i}, {j}): kernel.in_features={kernel_in} "
                     f"but the tile sees {in_tile} inputs"
                 )
-            costs.append(TileCost(name, int(kernel.hash_length), in_tile, _slice_len(out_slice, out_total)))
+            out_tile = _slice_len(out_slice, module.out_channels)
+            costs.append(TileCost(name, int(kernel.hash_length), in_tile, out_tile))
     return costs
 
 
