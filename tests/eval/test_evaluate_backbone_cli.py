@@ -1,0 +1,37 @@
+"""Smoke test of studies/evaluate_backbone.py (the CLI around evaluate / bitbybit_score)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "evaluate_backbone.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("evaluate_backbone", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_on_digits_with_hashing(tmp_path, capsys):
+    out = tmp_path / "res.json"
+    results = _load().main(
+        ["--backbone", "digits_cnn", "--hash-length", "2", "64", "--no-progress", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert "digits_cnn FP32: accuracy" in printed and "on 449 images" in printed
+    assert results["n_images"] == 449 and results["fp32_accuracy"] > 0.95
+    k2, k64 = results["hashed"]
+    assert k2["score"] is None  # k = 2 < 10 outputs: HDOPs < FLOPs, not scored
+    assert k64["score"] is not None and 0.0 <= k64["score"] <= 1.0
+    assert json.loads(out.read_text()) == results
+
+
+def test_cli_reports_missing_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    monkeypatch.setenv("AIMC_LSH_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        _load().main(["--no-download", "--weights", str(tmp_path)])
