@@ -1,0 +1,73 @@
+"""Accuracy recovery of patched models: fine-tuning, distillation, layer-wise calibration, HWA, DDP.
+
+Public API:
+    fine_tune(model, train_set, config, *, teacher, val_set, noise, checkpoint, resume, log_csv, ...)
+        -> TrainResult
+    TrainConfig (+ RECIPES, DEFAULT_RECIPE, TrainConfig.for_recipe(name, **changes))
+    calibrate_layers(student, teacher, images, ...), recalibrate_bn(model, images),
+        layer_reconstruction_errors(student, teacher, images, paths)
+    recovery_loss(...), distillation_loss(...)
+    NoiseSpec, noise_spec_for_device(name, t_inference), inject_training_noise(model, spec),
+        remove_training_noise(model), WeightNoise (conventional HWA), relative_weight_noise(noise_model, t)
+    save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model)
+    build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
+    default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
+"""
+
+from aimc_lsh.train.batches import EpochBatches
+from aimc_lsh.train.calibration import (
+    LayerCalibration,
+    calibrate_layers,
+    layer_reconstruction_errors,
+    recalibrate_bn,
+)
+from aimc_lsh.train.checkpoint import load_checkpoint, model_from_checkpoint, patch_like, save_checkpoint
+from aimc_lsh.train.config import DEFAULT_RECIPE, RECIPES, TrainConfig
+from aimc_lsh.train.default import default_checkpoint, default_checkpoint_path
+from aimc_lsh.train.distributed import DistContext
+from aimc_lsh.train.losses import distillation_loss, recovery_loss
+from aimc_lsh.train.noise import (
+    NoiseSpec,
+    NoisyTrainingStages,
+    WeightNoise,
+    inject_training_noise,
+    noise_spec_for_device,
+    relative_weight_noise,
+    remove_training_noise,
+)
+from aimc_lsh.train.optim import WarmupCosine, build_optimizer, parameter_groups, projection_parameters
+from aimc_lsh.train.trainer import LOG_FIELDS, TrainResult, fine_tune
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "LOG_FIELDS",
+    "RECIPES",
+    "DistContext",
+    "EpochBatches",
+    "LayerCalibration",
+    "NoiseSpec",
+    "NoisyTrainingStages",
+    "TrainConfig",
+    "TrainResult",
+    "WarmupCosine",
+    "WeightNoise",
+    "build_optimizer",
+    "calibrate_layers",
+    "default_checkpoint",
+    "default_checkpoint_path",
+    "distillation_loss",
+    "fine_tune",
+    "inject_training_noise",
+    "layer_reconstruction_errors",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "noise_spec_for_device",
+    "parameter_groups",
+    "patch_like",
+    "projection_parameters",
+    "recalibrate_bn",
+    "recovery_loss",
+    "relative_weight_noise",
+    "remove_training_noise",
+    "save_checkpoint",
+]

@@ -1,0 +1,174 @@
+"""One-file training checkpoints: weights, per-layer configs, FP32 accuracy, resumption state.
+
+A checkpoint holds the weights, the full per-layer kernel/hardware config, the FP32 accuracy the run
+started from, and (for resumption) optimiser, scheduler and RNG state.
+
+Format (a ``torch.save`` dict, loadable with ``weights_only=True``)::
+
+    format        "aimc_lsh.train/1"
+    model_state   state_dict of the model (training-noise wrappers removed)
+    backbone      backbone name for aimc_lsh.models.get_backbone, or None
+    layers        {module path: {"config_class": "module:Class", "config": config.to_dict()}}
+    fp32_accuracy accuracy (fraction) of the FP32 model the run started from, or None
+    train_config  TrainConfig.to_dict(); noise: NoiseSpec.to_dict() or None
+    step, epoch   optimiser steps done, epochs completed (float)
+    optimizer, scheduler, rng   resumption state
+    history       list of CSV-log rows; meta: free-form dict (command line, timings, ...)
+
+Files are written atomically (temporary file + rename), so an interrupted save never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.utils import atomic_path
+
+FORMAT = "aimc_lsh.train/1"
+
+
+def _config_class_name(config: HashConfig) -> str:
+    cls = type(config)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _config_class(name: str) -> type[HashConfig]:
+    module_name, _, qualname = name.partition(":")
+    if not module_name.startswith("aimc_lsh.") or not qualname:
+        raise ValueError(f"checkpoint names config class {name!r}; only aimc_lsh config classes are allowed")
+    cls = getattr(importlib.import_module(module_name), qualname)
+    if not (isinstance(cls, type) and issubclass(cls, HashConfig)):
+        raise ValueError(f"{name!r} is not a HashConfig subclass")
+    return cls
+
+
+def layer_configs(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Config of every layer that carries one (hashed or conventional analog layers), by module path."""
+    out = {}
+    for path, module in model.named_modules():
+        config = getattr(module, "config", None)
+        if path and isinstance(config, HashConfig):
+            out[path] = {"config_class": _config_class_name(config), "config": config.to_dict()}
+    return out
+
+
+def rng_state() -> dict[str, Any]:
+    """Current torch and python RNG states."""
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state` output."""
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, **fields: Any) -> Path:
+    """Write a checkpoint atomically.
+
+    Args:
+        path: Destination file (parent folders are created).
+        model: The model (a DDP wrapper is unwrapped; training-noise wrappers are removed while saving).
+        **fields: Other entries (see the module docstring).
+
+    Returns:
+        The path written.
+
+    """
+    from aimc_lsh.train.noise import NoisyTrainingStages, inject_training_noise, remove_training_noise
+
+    model = getattr(model, "module", model)
+    specs = [m.spec for m in model.modules() if isinstance(m, NoisyTrainingStages)]
+    remove_training_noise(model)
+    try:
+        payload = {
+            "format": FORMAT,
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "layers": layer_configs(model),
+        }
+    finally:
+        if specs:
+            inject_training_noise(model, specs[0])
+    payload.update(fields)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on CPU).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is not an aimc_lsh training checkpoint.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an aimc_lsh training checkpoint (format {FORMAT!r})")
+    return data
+
+
+def patch_like(model: nn.Module, layers: dict[str, dict[str, Any]], *, inplace: bool = False) -> nn.Module:
+    """Patch a digital ``model`` so that the layers in ``layers`` (:func:`layer_configs`) get their configs.
+
+    Hashed layers are rebuilt with :func:`aimc_lsh.nn.patch_model`; a conventional analog placement
+    (all layers sharing one config) is converted with the same call.
+    """
+    from aimc_lsh.nn import patch_model, patchable_layers
+
+    if not layers:
+        return model
+    configs = {p: _config_class(e["config_class"]).from_dict(e["config"]) for p, e in layers.items()}
+    first = next(iter(configs.values()))
+    if getattr(first, "placement", None) == "conventional":
+        skip = [p for p, _ in patchable_layers(model) if p not in configs]
+        return patch_model(model, first, skip=skip, inplace=inplace)
+    return patch_model(
+        model, first, overrides=configs, filter_fn=lambda path, _m: path in configs, inplace=inplace
+    )
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any] | str | os.PathLike[str], model: nn.Module | None = None
+) -> nn.Module:
+    """Rebuild the trained model of a checkpoint.
+
+    Args:
+        checkpoint: A loaded checkpoint or its path.
+        model: The digital model to patch (default: ``aimc_lsh.models.get_backbone(checkpoint["backbone"])``).
+
+    Returns:
+        The patched model with the checkpoint's weights, in eval mode.
+
+    """
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    if model is None:
+        name = checkpoint.get("backbone")
+        if not name:
+            raise ValueError("the checkpoint names no backbone; pass the digital model to patch")
+        from aimc_lsh.models import get_backbone
+
+        model = get_backbone(name)
+    patched = patch_like(model, checkpoint["layers"])
+    patched.load_state_dict(checkpoint["model_state"])
+    return patched.eval()

@@ -1,0 +1,167 @@
+"""``TrainConfig``: every knob of a recovery run (optimiser, schedule, losses, calibration, noise).
+
+Recipes are named presets of the loss/calibration fields (:data:`RECIPES`); ``TrainConfig.for_recipe``
+applies one and then any explicit changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Self
+
+OPTIMIZERS = ("adam", "adamw")
+BN_MODES = ("train", "freeze")
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "ce": {"kd_alpha": 0.0, "calibrate_layers": False, "recalibrate_bn": False},
+    "kd": {"kd_alpha": 0.9, "calibrate_layers": False, "recalibrate_bn": False},
+    "calib": {"kd_alpha": 0.0, "calibrate_layers": True, "recalibrate_bn": True, "epochs": 0},
+    "calib_kd": {"kd_alpha": 0.9, "calibrate_layers": True, "recalibrate_bn": True},
+}
+"""Named presets: plain cross-entropy (``ce``), knowledge distillation from the FP32 model (``kd``),
+layer-wise calibration only (``calib``, no end-to-end epochs) and calibration followed by distillation
+(``calib_kd``, the default: see docs/training.md for the measurements behind the choice)."""
+
+DEFAULT_RECIPE = "calib_kd"
+
+
+@dataclass
+class TrainConfig:
+    """Configuration of a fine-tuning (recovery) run of a patched model."""
+
+    epochs: float = 10.0
+    """End-to-end training epochs (fractions allowed, counted in optimiser steps); 0 skips training."""
+
+    time_budget_s: float | None = None
+    """Wall-clock budget of the end-to-end phase in seconds; the cosine schedule is then fitted to the
+    number of steps that fit (measured on the first steps). None: train for ``epochs``."""
+
+    batch_size: int = 64
+    """Global batch size (split evenly over DDP processes; must be divisible by the world size)."""
+
+    lr_weights: float = 1e-3
+    """Learning rate of every parameter that is not a projection ``P``."""
+
+    lr_projection: float = 1e-4
+    """Learning rate of learned projections ``P`` (``learned_projection`` kernels)."""
+
+    optimizer: str = "adam"
+    """``adam`` or ``adamw``."""
+
+    weight_decay: float = 0.0
+    """Weight decay (decoupled for AdamW, L2 for Adam); never applied to projections."""
+
+    warmup_steps: int = 20
+    """Linear learning-rate warm-up steps before the cosine decay."""
+
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of the initial one at the end of the cosine."""
+
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy term."""
+
+    kd_alpha: float = 0.9
+    """Weight of the distillation term (KL to the FP32 teacher's softened logits); 0 disables it."""
+
+    kd_temperature: float = 4.0
+    """Softmax temperature of the distillation term."""
+
+    bn_mode: str = "train"
+    """BatchNorm during training: ``train`` (batch statistics, running stats updated) or ``freeze``
+    (running statistics used and kept; affine parameters still learn)."""
+
+    augment: bool = True
+    """Random crop (zero padding ``crop_padding``) and horizontal flip of training batches."""
+
+    crop_padding: int = 4
+    """Padding of the random crop in pixels (CIFAR recipe: 4)."""
+
+    recalibrate_bn: bool = True
+    """Before training, re-estimate BatchNorm running statistics of the hashed model on calibration images."""
+
+    calibrate_layers: bool = True
+    """Before training, layer-wise calibration: fit every hashed layer to the FP32 layer's output."""
+
+    calib_images: int = 512
+    """Training images used by BN re-estimation and layer-wise calibration."""
+
+    calib_steps: int = 60
+    """Optimiser steps per layer in layer-wise calibration."""
+
+    calib_lr: float = 1e-3
+    """Learning rate of layer-wise calibration (weights; projections use ``lr_projection / lr_weights``
+    times it)."""
+
+    calib_batch_size: int = 64
+    """Batch size of layer-wise calibration steps."""
+
+    eval_every: int = 1
+    """Evaluate on the validation set every this many epochs (and at the end); 0: only at the end."""
+
+    checkpoint_every: int = 50
+    """Write the checkpoint every this many optimiser steps (and at every epoch end)."""
+
+    seed: int = 0
+    """Seed of batch order, augmentation and training noise."""
+
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0 only)."""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.bn_mode not in BN_MODES:
+            raise ValueError(f"unknown bn_mode {self.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
+        for name in ("epochs", "lr_weights", "lr_projection", "weight_decay", "label_smoothing", "kd_alpha"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if self.kd_temperature <= 0:
+            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0 or None, got {self.time_budget_s}")
+        for name in ("batch_size", "calib_images", "calib_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("warmup_steps", "calib_steps", "eval_every", "checkpoint_every", "crop_padding"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+    @classmethod
+    def for_recipe(cls, recipe: str = DEFAULT_RECIPE, **changes: Any) -> Self:
+        """Build the config of a named recipe (see :data:`RECIPES`), then apply ``changes``."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[recipe], **changes})
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a validated copy with ``changes`` applied."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"TrainConfig has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`; unknown keys raise."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig has no field(s) {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,279 @@
+"""Hardware-aware training: device non-idealities sampled in the forward pass while training.
+
+Hashed layers: :func:`inject_training_noise` wraps each hashed layer's stage object
+(:class:`aimc_lsh.kernels.HashStages` or a hardware subclass) in :class:`NoisyTrainingStages`, which in
+training mode only perturbs
+
+* the projection ``P`` (programming/drift noise on an array holding P): ``P + s_p max|P| e``,
+* the pre-activations before the sense amplifier: a static-per-forward column offset and per-read noise,
+  both relative to the RMS of the pre-activations of that tile (the sign ignores a common scale),
+* the weight codes ``h_W`` (+-1 on a differential pair): ``h_W (1 + s_c e)``,
+* the code match ``S`` (read-out / ADC noise): ``S + s_o sqrt(k) e``,
+
+with fresh ``e ~ N(0, 1)`` every forward. Evaluation mode runs the wrapped stages unchanged, so the
+trained model is evaluated (and programmed) exactly as without the wrapper; :func:`remove_training_noise`
+unwraps before saving if desired (the wrapper has no state of its own).
+
+Conventional analog baseline (aihwkit's HWA style): :class:`WeightNoise` adds Gaussian noise relative to
+each layer's max |W| to the weights of ``nn.Conv2d`` / ``nn.Linear`` (or any module with ``weight``) for
+the forward and backward pass of one step and restores the clean weights before the optimiser step.
+
+Noise levels can be measured from an aihwkit noise model with :func:`relative_weight_noise`, which
+programs unit conductances, drifts them to ``t_inference`` with global drift compensation and returns
+the relative spread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Self
+
+import torch
+from torch import Tensor, nn
+
+from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair
+
+
+@dataclass
+class NoiseSpec:
+    """Standard deviations of the non-idealities sampled during hardware-aware training."""
+
+    projection_std: float = 0.0
+    """Noise on P relative to max |P| of the tile (P programmed on the array)."""
+
+    code_std: float = 0.0
+    """Multiplicative noise on the +-1 weight codes (codes programmed on the array)."""
+
+    sa_offset_std: float = 0.0
+    """Sense-amplifier input offset per code column (one draw per forward), relative to the RMS of the
+    tile's pre-activations."""
+
+    sa_noise_std: float = 0.0
+    """Sense-amplifier input noise per decision, relative to the RMS of the tile's pre-activations."""
+
+    output_std: float = 0.0
+    """Noise on the code match S in units of sqrt(k) (read-out / ADC noise)."""
+
+    weight_std: float = 0.0
+    """Conventional baseline only: weight noise relative to each layer's max |W|."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"NoiseSpec.{f.name} must be a finite number >= 0, got {value!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any hashed-layer noise is non-zero."""
+        return any(
+            (self.projection_std, self.code_std, self.sa_offset_std, self.sa_noise_std, self.output_std)
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"NoiseSpec has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+def relative_weight_noise(noise_model: Any, t_inference: float, *, n: int = 20_000, seed: int = 0) -> float:
+    """Relative spread of unit weights after programming and drift to ``t_inference`` in an aihwkit model.
+
+    Programs ``n`` weights of value 1 (g_max) through ``noise_model.apply_noise``, applies global drift
+    compensation (divides by the mean), and returns the standard deviation: the multiplicative noise a
+    +-1 code (or max-|P| entry) sees on that device.
+
+    Args:
+        noise_model: An aihwkit ``BaseNoiseModel`` (e.g. ``PCMLikeNoiseModel()``).
+        t_inference: Seconds after programming.
+        n: Monte-Carlo samples.
+        seed: Seed of the draw.
+
+    """
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        w = noise_model.apply_noise(torch.ones(n), float(t_inference))
+    finally:
+        torch.random.set_rng_state(state)
+    return float((w / w.mean()).std())
+
+
+def noise_spec_for_device(
+    name: str, t_inference: float = 86_400.0, *, sa_offset_std: float = 0.0, sa_noise_std: float = 0.0
+) -> NoiseSpec:
+    """NoiseSpec with code, projection and conventional weight noise measured from an aihwkit device.
+
+    Args:
+        name: ``pcm`` (``PCMLikeNoiseModel``), ``hermes`` (``HermesNoiseModel``), ``reram``
+            (``ReRamWan2022NoiseModel``, t = 1 s, 1 day or 2 days only) or ``ideal``.
+        t_inference: Seconds after programming the noise is measured at.
+        sa_offset_std: Sense-amplifier offset (relative, see :class:`NoiseSpec`).
+        sa_noise_std: Sense-amplifier noise (relative).
+
+    """
+    if name == "ideal":
+        return NoiseSpec(sa_offset_std=sa_offset_std, sa_noise_std=sa_noise_std)
+    from aimc_lsh.train.devices import aihwkit_noise_model
+
+    std = relative_weight_noise(aihwkit_noise_model(name), t_inference)
+    return NoiseSpec(
+        projection_std=std,
+        code_std=std,
+        sa_offset_std=sa_offset_std,
+        sa_noise_std=sa_noise_std,
+        weight_std=std,
+    )
+
+
+class NoisyTrainingStages(HashStages):
+    """Wraps a layer's stages and samples :class:`NoiseSpec` non-idealities in training mode only.
+
+    Args:
+        inner: The stages the layer computed with (kept as the submodule ``inner``).
+        spec: Noise levels.
+
+    """
+
+    def __init__(self, inner: HashStages, spec: NoiseSpec) -> None:
+        super().__init__(ste=inner.ste)
+        self.inner = inner
+        self.spec = spec
+
+    def project(self, x: Tensor, filters: Tensor, geometry: ConvGeometry, tile: TilePair) -> Tensor:  # noqa: D102
+        if self.training and self.spec.projection_std > 0:
+            scale = filters.detach().abs().amax()
+            filters = filters + self.spec.projection_std * scale * torch.randn_like(filters)
+        pre = self.inner.project(x, filters, geometry, tile)
+        if self.training and (self.spec.sa_offset_std > 0 or self.spec.sa_noise_std > 0):
+            rms = pre.detach().pow(2).mean().sqrt()
+            if self.spec.sa_offset_std > 0:
+                offset = torch.randn(1, pre.shape[1], 1, 1, device=pre.device, dtype=pre.dtype)
+                pre = pre + self.spec.sa_offset_std * rms * offset
+            if self.spec.sa_noise_std > 0:
+                pre = pre + self.spec.sa_noise_std * rms * torch.randn_like(pre)
+        return pre
+
+    def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
+        return self.inner.binarize(pre, tile)
+
+    def match(self, h_x: Tensor, codes: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
+        if self.training and self.spec.code_std > 0:
+            codes = codes * (1.0 + self.spec.code_std * torch.randn_like(codes))
+        s = self.inner.match(h_x, codes, tile)
+        if self.training and self.spec.output_std > 0:
+            s = s + self.spec.output_std * math.sqrt(codes.shape[1]) * torch.randn_like(s)
+        return s
+
+    def reconstruct(self, similarity: Tensor, w_norm: Tensor, x_norm: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
+        return self.inner.reconstruct(similarity, w_norm, x_norm, tile)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = super().__getattr__("inner")
+            return getattr(inner, name)
+
+
+def inject_training_noise(model: nn.Module, spec: NoiseSpec) -> int:
+    """Wrap the stages of every hashed layer of ``model`` in :class:`NoisyTrainingStages` (in place).
+
+    Returns:
+        The number of layers wrapped (layers already wrapped get the new spec).
+
+    """
+    from aimc_lsh.nn import hashed_layers
+
+    count = 0
+    for _path, layer in hashed_layers(model):
+        if isinstance(layer.stages, NoisyTrainingStages):
+            layer.stages.spec = spec
+        else:
+            layer.stages = NoisyTrainingStages(layer.stages, spec).train(layer.training)
+        count += 1
+    return count
+
+
+def remove_training_noise(model: nn.Module) -> int:
+    """Undo :func:`inject_training_noise` (in place); returns the number of layers unwrapped."""
+    from aimc_lsh.nn import hashed_layers
+
+    count = 0
+    for _path, layer in hashed_layers(model):
+        if isinstance(layer.stages, NoisyTrainingStages):
+            layer.stages = layer.stages.inner
+            count += 1
+    return count
+
+
+def _noisy_weight_modules(model: nn.Module) -> list[nn.Module]:
+    from aimc_lsh.nn import HashedLayer
+
+    return [
+        m
+        for m in model.modules()
+        if not isinstance(m, HashedLayer)
+        and isinstance(getattr(m, "weight", None), nn.Parameter)
+        and not isinstance(m, nn.modules.batchnorm._BatchNorm | nn.LayerNorm | nn.GroupNorm)
+        and m.weight.dim() >= 2
+    ]
+
+
+class WeightNoise:
+    """aihwkit-style HWA for conventional (real-weight) layers: noisy forward/backward, clean update.
+
+    Use :meth:`perturbed` around the forward and backward pass of a step::
+
+        with weight_noise.perturbed(model):
+            loss = criterion(model(x), y)
+            loss.backward()
+        optimizer.step()
+
+    Args:
+        std: Noise standard deviation relative to each layer's max |W| (0 disables).
+
+    """
+
+    def __init__(self, std: float) -> None:
+        if not math.isfinite(std) or std < 0:
+            raise ValueError(f"weight noise std must be a finite number >= 0, got {std!r}")
+        self.std = float(std)
+
+    @contextmanager
+    def perturbed(self, model: nn.Module) -> Iterator[None]:
+        """Add noise to the weights for the body of the ``with`` block, then restore them."""
+        if self.std <= 0 or not model.training:
+            yield
+            return
+        saved = []
+        with torch.no_grad():
+            for m in _noisy_weight_modules(model):
+                w = m.weight
+                saved.append((w, w.detach().clone()))
+                w.add_(self.std * w.abs().amax() * torch.randn_like(w))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for w, clean in saved:
+                    w.copy_(clean)

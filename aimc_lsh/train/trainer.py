@@ -1,0 +1,396 @@
+"""``fine_tune``: the recovery loop for patched (hashed or conventional analog) models.
+
+Phases, all optional (see :class:`~aimc_lsh.train.config.TrainConfig`): layer-wise calibration and
+BatchNorm re-estimation against the FP32 teacher (rank 0, before DDP wrapping, which broadcasts the
+result), then end-to-end training with label-smoothed cross-entropy + distillation, a warm-up cosine
+schedule, optional hardware-aware noise, a tqdm bar (loss, accuracy, learning rate, ETA), a CSV log and
+resumable checkpoints. The run stops after ``epochs`` or ``time_budget_s``, whichever comes first
+(with a budget, the schedule is fitted to the steps that fit, measured on the first steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aimc_lsh.data import ImageTensorDataset, make_loader
+from aimc_lsh.eval import evaluate
+from aimc_lsh.train.batches import EpochBatches
+from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recalibrate_bn
+from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from aimc_lsh.train.config import TrainConfig
+from aimc_lsh.train.distributed import DistContext
+from aimc_lsh.train.losses import recovery_loss
+from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
+from aimc_lsh.train.optim import WarmupCosine, build_optimizer
+from aimc_lsh.utils import atomic_write_text
+
+LOG_FIELDS = (
+    "step",
+    "epoch",
+    "phase",
+    "train_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "lr",
+    "elapsed_s",
+    "cpu_s",
+)
+"""Columns of the CSV training log."""
+
+_PROBE_STEPS = 5
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`fine_tune`."""
+
+    model: nn.Module
+    """The trained model (unwrapped from DDP, training noise still injected if it was requested)."""
+    fp32_accuracy: float | None
+    """Accuracy (fraction) of the teacher on the validation set, or None."""
+    initial_accuracy: float | None
+    """Accuracy of the patched model before any recovery, or None."""
+    calibrated_accuracy: float | None
+    """Accuracy after calibration (before end-to-end training), or None."""
+    final_accuracy: float | None
+    """Accuracy at the end, or None without a validation set."""
+    steps: int
+    """Optimiser steps done in total (including before a resume)."""
+    elapsed_s: float
+    """Wall-clock seconds of this run (accumulated over resumes)."""
+    cpu_s: float
+    """CPU seconds of this process (accumulated over resumes)."""
+    calibration: list[LayerCalibration] = field(default_factory=list)
+    """Per-layer calibration outcome (empty if not calibrated in this run)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of the CSV log."""
+    stopped_early: bool = False
+    """True if ``stop_after`` interrupted the run before the schedule ended."""
+
+
+def _write_log(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    if path is None:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _set_train_mode(model: nn.Module, bn_mode: str) -> None:
+    model.train()
+    if bn_mode == "freeze":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def _accuracy(model: nn.Module, data: ImageTensorDataset | None, device: torch.device) -> float | None:
+    if data is None:
+        return None
+    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
+    return evaluate(model, loader, device=device, progress=False).accuracy
+
+
+def fine_tune(
+    model: nn.Module,
+    train_set: ImageTensorDataset,
+    config: TrainConfig | None = None,
+    *,
+    teacher: nn.Module | None = None,
+    val_set: ImageTensorDataset | None = None,
+    noise: NoiseSpec | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    log_csv: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = "cpu",
+    backbone: str | None = None,
+    fp32_accuracy: float | None = None,
+    stop_after: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Recover the accuracy of a patched model (see the module docstring).
+
+    Args:
+        model: The patched model (trained in place).
+        train_set: Training images in [0, 1] with labels.
+        config: Training configuration (default: ``TrainConfig()``, the default recipe).
+        teacher: The FP32 model (needed for distillation and layer-wise calibration).
+        val_set: Validation split (accuracy is logged; rank 0 only).
+        noise: Hardware-aware training noise (hashed-layer terms and/or conventional ``weight_std``).
+        checkpoint: Checkpoint file written during and at the end of the run.
+        resume: Continue from ``checkpoint`` if it exists (same config), reproducing the uninterrupted run.
+        log_csv: CSV training log (rewritten atomically at every log point).
+        device: ``cpu``, ``cuda`` or None (CUDA when available).
+        backbone: Backbone name stored in the checkpoint (for :func:`model_from_checkpoint`).
+        fp32_accuracy: FP32 accuracy to store; measured on ``val_set`` with ``teacher`` if None.
+        stop_after: Stop after this many optimiser steps of this invocation (after checkpointing); for
+            chunked runs and interruption tests.
+        meta: Free-form information stored in the checkpoint.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: If distillation or calibration is requested without a teacher.
+
+    """
+    config = config or TrainConfig()
+    needs_teacher = config.kd_alpha > 0 or config.calibrate_layers
+    if needs_teacher and teacher is None:
+        raise ValueError("kd_alpha > 0 or calibrate_layers=True needs the FP32 model as teacher=")
+    ctx = DistContext.from_env(device)
+    dev = ctx.device
+    model.to(dev)
+    if teacher is not None:
+        teacher.to(dev).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    log_path = Path(log_csv) if log_csv is not None and ctx.is_main else None
+    state = (
+        load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else None
+    )
+    if state is not None and state.get("train_config") != config.to_dict():
+        raise ValueError(f"cannot resume {checkpoint}: it was written with another TrainConfig")
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    prior_wall = prior_cpu = 0.0
+    calibration: list[LayerCalibration] = []
+    initial_acc = calibrated_acc = None
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        fp32_accuracy = state.get("fp32_accuracy")
+        initial_acc, calibrated_acc = state.get("initial_accuracy"), state.get("calibrated_accuracy")
+        prior_wall, prior_cpu = state.get("elapsed_s", 0.0), state.get("cpu_s", 0.0)
+        history: list[dict[str, Any]] = list(state.get("history", []))
+    else:
+        history = []
+        if ctx.is_main:
+            if fp32_accuracy is None and teacher is not None:
+                fp32_accuracy = _accuracy(teacher, val_set, dev)
+            initial_acc = _accuracy(model, val_set, dev)
+            if config.calibrate_layers or config.recalibrate_bn:
+                images = train_set.tensors()[0][: config.calib_images].to(dev)
+                if config.calibrate_layers:
+                    calibration = calibrate_layers(
+                        model,
+                        teacher,
+                        images,
+                        steps=config.calib_steps,
+                        lr=config.calib_lr,
+                        projection_lr_ratio=config.lr_projection / max(config.lr_weights, 1e-30),
+                        batch_size=config.calib_batch_size,
+                        seed=config.seed,
+                    )
+                if config.recalibrate_bn:
+                    recalibrate_bn(model, images)
+                calibrated_acc = _accuracy(model, val_set, dev)
+            history.append(
+                {
+                    "step": 0,
+                    "epoch": 0.0,
+                    "phase": "calibrated" if calibration or config.recalibrate_bn else "initial",
+                    "val_accuracy": calibrated_acc if calibrated_acc is not None else initial_acc,
+                    "elapsed_s": round(time.perf_counter() - wall0, 3),
+                    "cpu_s": round(time.process_time() - cpu0, 3),
+                }
+            )
+            _write_log(log_path, history)
+    torch.manual_seed((config.seed * 1_000_003 + ctx.rank) % 2**63)
+    if noise is not None and noise.active:
+        inject_training_noise(model, noise)
+    weight_noise = WeightNoise(noise.weight_std if noise is not None else 0.0)
+    net = ctx.wrap(model)
+    batches = EpochBatches(
+        train_set,
+        config.batch_size,
+        seed=config.seed,
+        augment=config.augment,
+        crop_padding=config.crop_padding,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    spe = batches.steps_per_epoch
+    optimizer = build_optimizer(model, config)
+    planned = max(0, round(config.epochs * spe))
+    scheduler = WarmupCosine(optimizer, max(planned, 1), config.warmup_steps, config.min_lr_ratio)
+    step = 0
+    budget_fitted = config.time_budget_s is None
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        planned = int(state["planned_steps"])
+        budget_fitted = bool(state.get("budget_fitted", True))
+        set_rng_state(state["rng"][ctx.rank])
+
+    def elapsed() -> tuple[float, float]:
+        return prior_wall + time.perf_counter() - wall0, prior_cpu + time.process_time() - cpu0
+
+    def save(final: bool = False) -> None:
+        rngs = ctx.gather_objects(rng_state())
+        running = ctx.gather_objects(list(sums))
+        if not ctx.is_main or checkpoint is None:
+            return
+        wall, cpu = elapsed()
+        save_checkpoint(
+            checkpoint,
+            model,
+            backbone=backbone,
+            fp32_accuracy=fp32_accuracy,
+            initial_accuracy=initial_acc,
+            calibrated_accuracy=calibrated_acc,
+            train_config=config.to_dict(),
+            noise=noise.to_dict() if noise is not None else None,
+            step=step,
+            epoch=step / spe,
+            planned_steps=planned,
+            budget_fitted=budget_fitted,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            rng=rngs,
+            history=history,
+            elapsed_s=wall,
+            cpu_s=cpu,
+            final=final,
+            running_sums=running,
+            meta=dict(meta or {}),
+        )
+
+    sums = [0.0, 0.0, 0.0]  # loss * n, correct, n since the last log point (this rank)
+    if state is not None and state.get("running_sums"):
+        sums = list(state["running_sums"][ctx.rank])
+    bar = tqdm(
+        total=planned,
+        initial=min(step, planned),
+        desc="fine-tune",
+        unit="step",
+        disable=not (config.progress and ctx.is_main),
+        dynamic_ncols=True,
+    )
+    probe_start = None
+    stopped_early = False
+    done_here = 0
+    _set_train_mode(model, config.bn_mode)
+    try:
+        while step < planned:
+            epoch, start = divmod(step, spe)
+            for _index, images, labels in batches.iterate(epoch, start):
+                if step >= planned:
+                    break
+                if not budget_fitted and probe_start is None:
+                    probe_start, probe_step = time.perf_counter(), step
+                images, labels = images.to(dev), labels.to(dev)
+                teacher_logits = None
+                if config.kd_alpha > 0:
+                    with torch.no_grad():
+                        teacher_logits = teacher(images)
+                with weight_noise.perturbed(model):
+                    logits = net(images)
+                    loss = recovery_loss(
+                        logits,
+                        labels,
+                        teacher_logits,
+                        label_smoothing=config.label_smoothing,
+                        kd_alpha=config.kd_alpha,
+                        kd_temperature=config.kd_temperature,
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                done_here += 1
+                n = labels.shape[0]
+                sums[0] += float(loss.detach()) * n
+                sums[1] += float((logits.detach().argmax(1) == labels).sum())
+                sums[2] += n
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{sums[0] / sums[2]:.3f}",
+                    acc=f"{sums[1] / sums[2]:.3f}",
+                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                )
+                if not budget_fitted and step - probe_step == _PROBE_STEPS:
+                    per_step = (time.perf_counter() - probe_start) / _PROBE_STEPS
+                    remaining = config.time_budget_s - elapsed()[0]
+                    evals = max(1, config.epochs // max(config.eval_every, 1)) if config.eval_every else 1
+                    eval_s = 0.0 if val_set is None else per_step * len(val_set) / config.batch_size
+                    fit = step + int(max(0.0, remaining - evals * eval_s) / per_step)
+                    planned = ctx.broadcast_object(max(step, min(planned, fit)))
+                    scheduler.set_total_steps(planned)
+                    budget_fitted = True
+                    bar.total = planned
+                    bar.refresh()
+                end_of_epoch = step % spe == 0
+                if end_of_epoch or step >= planned:
+                    loss_sum, correct, count = ctx.sum(sums)
+                    ep = step / spe
+                    val = None
+                    if ctx.is_main and (
+                        step >= planned or (config.eval_every and round(ep) % config.eval_every == 0)
+                    ):
+                        val = _accuracy(model, val_set, dev)
+                        _set_train_mode(model, config.bn_mode)
+                    wall, cpu = elapsed()
+                    history.append(
+                        {
+                            "step": step,
+                            "epoch": round(ep, 4),
+                            "phase": "train",
+                            "train_loss": round(loss_sum / max(count, 1), 5),
+                            "train_accuracy": round(correct / max(count, 1), 5),
+                            "val_accuracy": val,
+                            "lr": scheduler.get_last_lr()[0],
+                            "elapsed_s": round(wall, 3),
+                            "cpu_s": round(cpu, 3),
+                        }
+                    )
+                    _write_log(log_path, history)
+                    sums = [0.0, 0.0, 0.0]
+                    if ctx.is_main and val is not None:
+                        bar.write(f"epoch {ep:.2f}: val accuracy {100 * val:.2f}%")
+                if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                    save()
+                if stop_after is not None and done_here >= stop_after and step < planned:
+                    stopped_early = True
+                    break
+            if stopped_early:
+                break
+        final_acc = None
+        if not stopped_early:
+            last = history[-1] if history else {}
+            final_acc = last.get("val_accuracy") if last.get("step") == step else None
+            if final_acc is None and ctx.is_main:
+                final_acc = _accuracy(model, val_set, dev)
+        save(final=not stopped_early)
+    finally:
+        bar.close()
+        model.eval()
+    wall, cpu = elapsed()
+    ctx.close()
+    return TrainResult(
+        model=model,
+        fp32_accuracy=fp32_accuracy,
+        initial_accuracy=initial_acc,
+        calibrated_accuracy=calibrated_acc,
+        final_accuracy=final_acc,
+        steps=step,
+        elapsed_s=wall,
+        cpu_s=cpu,
+        calibration=calibration,
+        history=history,
+        stopped_early=stopped_early,
+    )

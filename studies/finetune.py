@@ -1,0 +1,193 @@
+"""Fine-tune a hashed (or conventional analog) model to recover accuracy; writes a resumable checkpoint.
+
+Examples (2-core CPU, one thread)::
+
+    # hashed ResNet-20, k = 256 everywhere, default recipe (layer-wise calibration + distillation), 30 min
+    python studies/finetune.py --k 256 --time-budget 30 --checkpoint runs/rp256.pt --log-csv runs/rp256.csv
+
+    # learned projections, per-layer k = out-channels (maximises the bitbybit energy term)
+    python studies/finetune.py --kernel learned_projection --k out --epochs 10 --checkpoint runs/lp_out.pt
+
+    # hardware-aware training with PCM noise measured at 1 day of drift
+    python studies/finetune.py --k 256 --device-profile pcm --checkpoint runs/rp256_hwa.pt
+
+    # conventional analog baseline (real weights) with aihwkit-style weight-noise HWA
+    python studies/finetune.py --conventional --device-profile pcm --epochs 5 --checkpoint runs/conv_hwa.pt
+
+    # two processes with DDP (gloo on CPU, nccl on GPU)
+    torchrun --nproc_per_node 2 studies/finetune.py --k 256 --epochs 2 --checkpoint runs/ddp.pt
+
+    # smoke run on the embedded digits dataset (seconds)
+    python studies/finetune.py --model digits_cnn --k 32 --epochs 3 --no-augment
+
+Interrupt any run and add ``--resume`` to continue it exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aimc_lsh.train import RECIPES, NoiseSpec, TrainConfig, fine_tune, noise_spec_for_device  # noqa: E402
+from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
+
+
+def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[str, int]]:
+    """Overrides giving every patchable layer ``k = out_channels`` (``out_features`` for linear layers)."""
+    from aimc_lsh.nn import patchable_layers
+
+    out = {}
+    for path, module in patchable_layers(model):
+        if any(path == s or path.startswith(s + ".") for s in skip):
+            continue
+        n_out = module.out_channels if isinstance(module, torch.nn.Conv2d) else module.out_features
+        out[path] = {"hash_length": int(n_out)}
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="cifar10_resnet20", help="backbone name (aimc_lsh.models)")
+    g.add_argument("--weights", default=None, help="pretrained weights file of the backbone")
+    g.add_argument("--kernel", default="random_projection", help="random_projection or learned_projection")
+    g.add_argument("--k", default="256", help="hash length for every layer, or 'out' for k = out-channels")
+    g.add_argument("--orthogonal", action="store_true", help="orthogonal projection rows")
+    g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
+    g.add_argument("--skip", nargs="*", default=[], help="module paths left digital")
+    g.add_argument("--conventional", action="store_true", help="no hashing: conventional baseline")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
+    g.add_argument("--train-root", default=None, help="CIFAR root for training data")
+    g.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    g = p.add_argument_group("training")
+    g.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
+    g.add_argument("--epochs", type=float, default=None)
+    g.add_argument("--time-budget", type=float, default=None, help="minutes (wall clock) for the whole run")
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr-weights", type=float, default=None)
+    g.add_argument("--lr-projection", type=float, default=None)
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--warmup-steps", type=int, default=None)
+    g.add_argument("--label-smoothing", type=float, default=None)
+    g.add_argument("--kd-alpha", type=float, default=None)
+    g.add_argument("--kd-temperature", type=float, default=None)
+    g.add_argument("--bn-mode", choices=BN_MODES, default=None)
+    g.add_argument("--calib-images", type=int, default=None)
+    g.add_argument("--calib-steps", type=int, default=None)
+    g.add_argument("--no-augment", action="store_true")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("hardware-aware training")
+    g.add_argument("--device-profile", default=None, help="pcm, hermes, reram or ideal: sample its noise")
+    g.add_argument("--hwa-time", type=float, default=86_400.0, help="drift time (s) of the noise")
+    g.add_argument("--hwa-scale", type=float, default=1.0, help="multiply the measured noise by this")
+    g.add_argument("--sa-offset", type=float, default=0.0, help="sense-amp offset std (relative)")
+    g.add_argument("--sa-noise", type=float, default=0.0, help="sense-amp noise std (relative)")
+    g = p.add_argument_group("output")
+    g.add_argument("--checkpoint", default=None, help="checkpoint file (written during the run)")
+    g.add_argument("--resume", action="store_true", help="continue --checkpoint if it exists")
+    g.add_argument("--log-csv", default=None, help="CSV training log")
+    g.add_argument("--summary-json", default=None, help="write a JSON summary here")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the recipe with the explicit options applied."""
+    names = {
+        "epochs": "epochs", "batch_size": "batch_size", "lr_weights": "lr_weights",
+        "lr_projection": "lr_projection", "optimizer": "optimizer", "weight_decay": "weight_decay",
+        "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing", "kd_alpha": "kd_alpha",
+        "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
+        "calib_steps": "calib_steps",
+    }  # fmt: skip
+    changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    if args.time_budget is not None:
+        changes["time_budget_s"] = 60.0 * args.time_budget
+    if args.no_augment:
+        changes["augment"] = False
+    if args.conventional:
+        changes.setdefault("calibrate_layers", False)
+    changes["seed"] = args.seed
+    changes["progress"] = not args.quiet
+    return TrainConfig.for_recipe(args.recipe, **changes)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the CLI; returns the summary dict."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from aimc_lsh.data import load_dataset
+    from aimc_lsh.eval import bitbybit_score
+    from aimc_lsh.kernels import HashConfig
+    from aimc_lsh.models import get_backbone
+    from aimc_lsh.nn import patch_model
+
+    teacher = get_backbone(args.model, path=args.weights)
+    dataset = "cifar100" if "cifar100" in args.model else "cifar10"
+    if args.model.startswith("digits"):
+        dataset = "digits"
+    train_root = args.train_root or args.data_root
+    train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
+    val_set = load_dataset(dataset, root=args.data_root, train=False)
+    config = train_config_from_args(args)
+    if dataset == "digits" and config.augment:
+        config = config.replace(crop_padding=1)
+    noise = None
+    if args.device_profile:
+        noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
+                                      sa_noise_std=args.sa_noise)  # fmt: skip
+        scaled = {k: v * args.hwa_scale for k, v in noise.to_dict().items()}
+        noise = NoiseSpec.from_dict(scaled)
+    if args.conventional:
+        import copy
+
+        student = copy.deepcopy(teacher)
+    else:
+        base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
+                          orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
+        overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
+        student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
+    result = fine_tune(
+        student, train_set, config, teacher=teacher, val_set=val_set, noise=noise, checkpoint=args.checkpoint,
+        resume=args.resume, log_csv=args.log_csv, device=args.device, backbone=args.model,
+        meta={"argv": sys.argv if argv is None else ["finetune.py", *argv]},
+    )  # fmt: skip
+    summary = {
+        "model": args.model, "kernel": None if args.conventional else args.kernel, "k": args.k,
+        "recipe": args.recipe, "fp32_accuracy": result.fp32_accuracy,
+        "initial_accuracy": result.initial_accuracy,
+        "calibrated_accuracy": result.calibrated_accuracy, "final_accuracy": result.final_accuracy,
+        "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
+        "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
+    }  # fmt: skip
+    if not args.conventional and result.final_accuracy is not None and result.fp32_accuracy is not None:
+        drop = result.fp32_accuracy - result.final_accuracy
+        try:
+            summary["bitbybit_score"] = bitbybit_score(result.model, drop)
+        except ValueError as err:
+            summary["bitbybit_score"] = None
+            summary["bitbybit_note"] = str(err)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+        if args.summary_json:
+            from aimc_lsh.utils import atomic_write_text
+
+            atomic_write_text(args.summary_json, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+import csv
+
+import pytest
+import torch
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn import hashed_layers, patch_model
+from aimc_lsh.train import NoiseSpec, TrainConfig, fine_tune, load_checkpoint, model_from_checkpoint
+
+
+def _quick(**changes):
+    base = dict(epochs=1.0, batch_size=128, augment=False, progress=False, warmup_steps=2)
+    return TrainConfig.for_recipe("ce", **{**base, **changes})
+
+
+def test_finetune_recovers_accuracy_of_hashed_digits_model(digits_teacher, digits_data, tmp_path):
+    train, test = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=32, seed=1))
+    config = _quick(epochs=4.0, batch_size=64, lr_weights=3e-3)
+    result = fine_tune(student, train, config, val_set=test, log_csv=tmp_path / "log.csv")
+    assert result.initial_accuracy is not None and result.final_accuracy is not None
+    # hashing collapses the model; training must win back a large part of it
+    assert result.final_accuracy >= result.initial_accuracy + 0.15
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["phase"] for r in rows] == ["initial"] + ["train"] * 4
+    assert float(rows[-1]["val_accuracy"]) == pytest.approx(result.final_accuracy)
+
+
+def test_finetune_without_steps_changes_nothing(digits_teacher, digits_data):
+    train, test = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=16))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    result = fine_tune(student, train, _quick(epochs=0.0), val_set=test)
+    assert result.steps == 0
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def _resumable_config():
+    return TrainConfig.for_recipe(
+        "kd",
+        epochs=1.0,
+        batch_size=128,
+        augment=True,
+        crop_padding=1,
+        progress=False,
+        checkpoint_every=3,
+        warmup_steps=3,
+    )
+
+
+def test_checkpoint_resume_gives_identical_continuation(digits_teacher, digits_data, tmp_path):
+    train, test = digits_data
+    config = HashConfig(kernel="learned_projection", hash_length=16, seed=3)
+    noise = NoiseSpec(projection_std=0.05, code_std=0.05, sa_offset_std=0.1, sa_noise_std=0.1)
+
+    straight = patch_model(digits_teacher, config)
+    full = fine_tune(
+        straight,
+        train,
+        _resumable_config(),
+        teacher=digits_teacher,
+        noise=noise,
+        checkpoint=tmp_path / "a.pt",
+    )
+    interrupted = patch_model(digits_teacher, config)
+    first = fine_tune(
+        interrupted,
+        train,
+        _resumable_config(),
+        teacher=digits_teacher,
+        noise=noise,
+        checkpoint=tmp_path / "b.pt",
+        stop_after=4,
+    )
+    assert first.stopped_early and first.steps == 4
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == 4
+    resumed_model = patch_model(digits_teacher, config)
+    second = fine_tune(
+        resumed_model,
+        train,
+        _resumable_config(),
+        teacher=digits_teacher,
+        noise=noise,
+        checkpoint=tmp_path / "b.pt",
+        resume=True,
+    )
+    assert second.steps == full.steps == 10
+    a, b = straight.state_dict(), resumed_model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ckpt_a, ckpt_b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    assert ckpt_a["history"][-1]["step"] == 10
+    assert [r.get("train_loss") for r in ckpt_a["history"]] == [
+        r.get("train_loss") for r in ckpt_b["history"]
+    ]
+
+
+def test_resume_with_other_config_is_refused(digits_teacher, digits_data, tmp_path):
+    train, _ = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=16))
+    fine_tune(student, train, _quick(), checkpoint=tmp_path / "c.pt", stop_after=2)
+    with pytest.raises(ValueError, match="another TrainConfig"):
+        fine_tune(student, train, _quick(lr_weights=0.5), checkpoint=tmp_path / "c.pt", resume=True)
+
+
+def test_checkpoint_holds_config_and_fp32_accuracy_and_rebuilds_the_model(
+    digits_teacher, digits_data, tmp_path
+):
+    train, test = digits_data
+    student = patch_model(
+        digits_teacher, HashConfig(hash_length=24, seed=5), overrides={"fc": {"hash_length": 12}}
+    )
+    result = fine_tune(
+        student,
+        train,
+        _quick(kd_alpha=0.5),
+        teacher=digits_teacher,
+        val_set=test,
+        checkpoint=tmp_path / "m.pt",
+        backbone="digits_cnn",
+    )
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["fp32_accuracy"] == pytest.approx(result.fp32_accuracy) and ckpt["fp32_accuracy"] > 0.8
+    assert ckpt["layers"]["conv"]["config"]["hash_length"] == 24
+    assert ckpt["layers"]["fc"]["config"]["hash_length"] == 12
+    assert ckpt["backbone"] == "digits_cnn" and ckpt["final"] is True
+    rebuilt = model_from_checkpoint(ckpt, model=type(digits_teacher)())
+    assert {p: m.config for p, m in hashed_layers(rebuilt)} == {
+        p: m.config for p, m in hashed_layers(student)
+    }
+    x = test.tensors()[0][:32]
+    student.eval()
+    assert torch.equal(rebuilt(x), student(x))
+
+
+def test_kd_and_calibration_need_a_teacher(digits_teacher, digits_data):
+    train, _ = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=16))
+    with pytest.raises(ValueError, match="teacher"):
+        fine_tune(student, train, TrainConfig(progress=False))
+
+
+def test_default_recipe_runs_calibration_then_distillation(digits_teacher, digits_data):
+    train, test = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=32, seed=2))
+    config = TrainConfig(
+        epochs=1.0, batch_size=128, augment=False, progress=False, calib_images=128, calib_steps=10
+    )
+    result = fine_tune(student, train, config, teacher=digits_teacher, val_set=test)
+    assert [c.path for c in result.calibration] == ["conv", "fc"]
+    assert all(c.error_after <= c.error_before for c in result.calibration)
+    assert result.calibrated_accuracy is not None and result.final_accuracy is not None
