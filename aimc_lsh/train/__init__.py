@@ -8,7 +8,8 @@ Public API:
         layer_reconstruction_errors(student, teacher, images, paths)
     recovery_loss(...), distillation_loss(...)
     NoiseSpec, noise_spec_for_device(name, t_inference), inject_training_noise(model, spec),
-        remove_training_noise(model), WeightNoise (conventional HWA), relative_weight_noise(noise_model, t)
+        remove_training_noise(model), WeightNoise (conventional HWA), relative_weight_noise(noise_model, t),
+        accuracy_under_noise(model, data, spec, repeats) -> NoisyAccuracy
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model)
     build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
     default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
@@ -36,6 +37,7 @@ from aimc_lsh.train.noise import (
     remove_training_noise,
 )
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer, parameter_groups, projection_parameters
+from aimc_lsh.train.robustness import NoisyAccuracy, accuracy_under_noise
 from aimc_lsh.train.trainer import LOG_FIELDS, TrainResult, fine_tune
 
 __all__ = [
@@ -46,11 +48,13 @@ __all__ = [
     "EpochBatches",
     "LayerCalibration",
     "NoiseSpec",
+    "NoisyAccuracy",
     "NoisyTrainingStages",
     "TrainConfig",
     "TrainResult",
     "WarmupCosine",
     "WeightNoise",
+    "accuracy_under_noise",
     "build_optimizer",
     "calibrate_layers",
     "default_checkpoint",

@@ -151,20 +151,27 @@ class NoisyTrainingStages(HashStages):
     Args:
         inner: The stages the layer computed with (kept as the submodule ``inner``).
         spec: Noise levels.
+        in_eval: Also sample the noise in eval mode (to *evaluate* a model under these statistics).
 
     """
 
-    def __init__(self, inner: HashStages, spec: NoiseSpec) -> None:
+    def __init__(self, inner: HashStages, spec: NoiseSpec, in_eval: bool = False) -> None:
         super().__init__(ste=inner.ste)
         self.inner = inner
         self.spec = spec
+        self.in_eval = in_eval
+
+    @property
+    def noisy(self) -> bool:
+        """Whether this forward samples noise (training mode, or ``in_eval``)."""
+        return self.training or self.in_eval
 
     def project(self, x: Tensor, filters: Tensor, geometry: ConvGeometry, tile: TilePair) -> Tensor:  # noqa: D102
-        if self.training and self.spec.projection_std > 0:
+        if self.noisy and self.spec.projection_std > 0:
             scale = filters.detach().abs().amax()
             filters = filters + self.spec.projection_std * scale * torch.randn_like(filters)
         pre = self.inner.project(x, filters, geometry, tile)
-        if self.training and (self.spec.sa_offset_std > 0 or self.spec.sa_noise_std > 0):
+        if self.noisy and (self.spec.sa_offset_std > 0 or self.spec.sa_noise_std > 0):
             rms = pre.detach().pow(2).mean().sqrt()
             if self.spec.sa_offset_std > 0:
                 offset = torch.randn(1, pre.shape[1], 1, 1, device=pre.device, dtype=pre.dtype)
@@ -177,10 +184,10 @@ class NoisyTrainingStages(HashStages):
         return self.inner.binarize(pre, tile)
 
     def match(self, h_x: Tensor, codes: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
-        if self.training and self.spec.code_std > 0:
+        if self.noisy and self.spec.code_std > 0:
             codes = codes * (1.0 + self.spec.code_std * torch.randn_like(codes))
         s = self.inner.match(h_x, codes, tile)
-        if self.training and self.spec.output_std > 0:
+        if self.noisy and self.spec.output_std > 0:
             s = s + self.spec.output_std * math.sqrt(codes.shape[1]) * torch.randn_like(s)
         return s
 
@@ -195,8 +202,13 @@ class NoisyTrainingStages(HashStages):
             return getattr(inner, name)
 
 
-def inject_training_noise(model: nn.Module, spec: NoiseSpec) -> int:
+def inject_training_noise(model: nn.Module, spec: NoiseSpec, *, in_eval: bool = False) -> int:
     """Wrap the stages of every hashed layer of ``model`` in :class:`NoisyTrainingStages` (in place).
+
+    Args:
+        model: The model.
+        spec: Noise levels.
+        in_eval: Sample the noise in eval mode too (evaluation under noise).
 
     Returns:
         The number of layers wrapped (layers already wrapped get the new spec).
@@ -208,8 +220,9 @@ def inject_training_noise(model: nn.Module, spec: NoiseSpec) -> int:
     for _path, layer in hashed_layers(model):
         if isinstance(layer.stages, NoisyTrainingStages):
             layer.stages.spec = spec
+            layer.stages.in_eval = in_eval
         else:
-            layer.stages = NoisyTrainingStages(layer.stages, spec).train(layer.training)
+            layer.stages = NoisyTrainingStages(layer.stages, spec, in_eval).train(layer.training)
         count += 1
     return count
 
@@ -251,18 +264,20 @@ class WeightNoise:
 
     Args:
         std: Noise standard deviation relative to each layer's max |W| (0 disables).
+        in_eval: Also perturb in eval mode (to evaluate a conventional model under this noise).
 
     """
 
-    def __init__(self, std: float) -> None:
+    def __init__(self, std: float, in_eval: bool = False) -> None:
         if not math.isfinite(std) or std < 0:
             raise ValueError(f"weight noise std must be a finite number >= 0, got {std!r}")
         self.std = float(std)
+        self.in_eval = in_eval
 
     @contextmanager
     def perturbed(self, model: nn.Module) -> Iterator[None]:
         """Add noise to the weights for the body of the ``with`` block, then restore them."""
-        if self.std <= 0 or not model.training:
+        if self.std <= 0 or not (model.training or self.in_eval):
             yield
             return
         saved = []

@@ -168,6 +168,7 @@ def fine_tune(
     wall0, cpu0 = time.perf_counter(), time.process_time()
     prior_wall = prior_cpu = 0.0
     calibration: list[LayerCalibration] = []
+    eval_seconds: float | None = None
     initial_acc = calibrated_acc = None
     if state is not None:
         model.load_state_dict(state["model_state"])
@@ -180,7 +181,9 @@ def fine_tune(
         if ctx.is_main:
             if fp32_accuracy is None and teacher is not None:
                 fp32_accuracy = _accuracy(teacher, val_set, dev)
+            eval_start = time.perf_counter()
             initial_acc = _accuracy(model, val_set, dev)
+            eval_seconds = time.perf_counter() - eval_start if val_set is not None else None
             if config.calibrate_layers or config.recalibrate_bn:
                 images = train_set.tensors()[0][: config.calib_images].to(dev)
                 if config.calibrate_layers:
@@ -326,9 +329,15 @@ def fine_tune(
                 if not budget_fitted and step - probe_step == _PROBE_STEPS:
                     per_step = (time.perf_counter() - probe_start) / _PROBE_STEPS
                     remaining = config.time_budget_s - elapsed()[0]
-                    evals = max(1, config.epochs // max(config.eval_every, 1)) if config.eval_every else 1
-                    eval_s = 0.0 if val_set is None else per_step * len(val_set) / config.batch_size
-                    fit = step + int(max(0.0, remaining - evals * eval_s) / per_step)
+                    if val_set is None:
+                        eval_s = 0.0
+                    elif eval_seconds is not None:
+                        eval_s = eval_seconds
+                    else:  # an eval forward costs about a third of a training step per image
+                        eval_s = per_step * len(val_set) / config.batch_size / 3
+                    # n steps cost n * per_step plus one evaluation every eval_every epochs and a final one
+                    per_eval_step = eval_s / (spe * config.eval_every) if config.eval_every else 0.0
+                    fit = step + int(max(0.0, remaining - eval_s) / (per_step + per_eval_step))
                     planned = ctx.broadcast_object(max(step, min(planned, fit)))
                     scheduler.set_total_steps(planned)
                     budget_fitted = True
@@ -360,7 +369,7 @@ def fine_tune(
                     )
                     _write_log(log_path, history)
                     sums = [0.0, 0.0, 0.0]
-                    if ctx.is_main and val is not None:
+                    if ctx.is_main and val is not None and config.progress:
                         bar.write(f"epoch {ep:.2f}: val accuracy {100 * val:.2f}%")
                 if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save()

@@ -1,0 +1,161 @@
+"""Build the recovery results table of docs/training.md: hashed ResNet-20 before/after fine-tuning.
+
+Every row runs ``studies/finetune.py`` in-process with a wall-clock budget, then scores the result
+(bitbybit) and, for the hardware-aware-training comparison, evaluates it under PCM noise measured from
+aihwkit at 1 day of drift (:func:`aimc_lsh.train.accuracy_under_noise`). Each row writes
+``<out>/<row>.json`` and is skipped when that file exists (``--force`` reruns), so the table can be
+built over several sessions; ``<out>/recovery_table.md`` and ``.csv`` are rewritten from all rows found.
+
+    python studies/recovery_table.py --data-root /path/cifar10-exact-subset --weights resnet20.th \
+        --budget 10 --threads 1 --out results/recovery
+
+Accuracies are on the CIFAR-10 test split under ``--data-root`` (the exact subset: 1,017 images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import finetune  # noqa: E402  (studies/finetune.py)
+
+ROWS: dict[str, dict] = {
+    "rp-k64": {"kernel": "random_projection", "k": "64"},
+    "lp-k64": {"kernel": "learned_projection", "k": "64"},
+    "rp-k256": {"kernel": "random_projection", "k": "256", "noise_eval": True},
+    "lp-k256": {"kernel": "learned_projection", "k": "256"},
+    "rp-kout": {"kernel": "random_projection", "k": "out"},
+    "lp-kout": {"kernel": "learned_projection", "k": "out"},
+    "rp-k256-hwa": {"kernel": "random_projection", "k": "256", "hwa": True, "noise_eval": True},
+    "conv-fp32": {"conventional": True, "budget": 0.0, "noise_eval": True},
+    "conv-ft": {"conventional": True, "noise_eval": True},
+    "conv-hwa": {"conventional": True, "hwa": True, "noise_eval": True},
+}
+"""Row name -> settings. ``rp``/``lp``: random / learned projection; ``kout``: k = out-channels per layer;
+``hwa``: hardware-aware training with PCM (1 day) noise; ``conv``: conventional real-weight baseline."""
+
+COLUMNS = (
+    "row", "kernel", "k", "recipe", "hwa", "fp32_%", "hashed_before_%", "after_calib_%", "after_%",
+    "drop_pts", "pcm_1day_%", "steps", "epochs", "wall_min", "cpu_min", "bitbybit",
+)  # fmt: skip
+
+
+def run_row(name: str, args: argparse.Namespace, out: Path) -> dict:
+    """Train and score one row; returns its JSON record."""
+    spec = ROWS[name]
+    budget = spec.get("budget", args.budget)
+    argv = [
+        "--data-root", args.data_root, "--recipe", args.recipe, "--epochs", str(args.epochs), "--quiet",
+        "--checkpoint", str(out / f"{name}.pt"), "--log-csv", str(out / f"{name}.csv"), "--resume",
+        "--seed", str(args.seed),
+    ]  # fmt: skip
+    if args.weights:
+        argv += ["--weights", args.weights]
+    if args.train_root:
+        argv += ["--train-root", args.train_root]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if spec.get("conventional"):
+        argv += ["--conventional", "--recipe", "kd" if args.recipe.startswith("calib") else args.recipe]
+    else:
+        argv += ["--kernel", spec["kernel"], "--k", spec["k"]]
+    if spec.get("hwa"):
+        argv += ["--device-profile", "pcm", "--hwa-time", "86400"]
+    if budget == 0:
+        argv += ["--epochs", "0", "--recipe", "ce"]
+    else:
+        argv += ["--time-budget", str(budget)]
+    summary = finetune.main(argv)
+    record = {"row": name, **summary, "budget_min": budget}
+    if spec.get("noise_eval"):
+        from aimc_lsh.data import load_dataset
+        from aimc_lsh.models import get_backbone
+        from aimc_lsh.train import accuracy_under_noise, model_from_checkpoint, noise_spec_for_device
+
+        model = model_from_checkpoint(out / f"{name}.pt", get_backbone("cifar10_resnet20", path=args.weights))
+        noise = noise_spec_for_device("pcm", 86_400.0)
+        t0 = time.perf_counter()
+        acc = accuracy_under_noise(model, load_dataset("cifar10", root=args.data_root), noise, repeats=3)
+        record["pcm_1day"] = {
+            "mean": acc.mean, "std": acc.std, "repeats": acc.repeats, "noise": noise.to_dict(),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }  # fmt: skip
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def table(records: list[dict]) -> tuple[str, str]:
+    """Markdown and CSV text of the records."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    csv_lines = [",".join(COLUMNS)]
+    for r in records:
+        steps_per_epoch = 5085 // 64
+        drop = None
+        if r.get("final_accuracy") is not None and r.get("fp32_accuracy") is not None:
+            drop = 100 * (r["fp32_accuracy"] - r["final_accuracy"])
+        pcm = r.get("pcm_1day")
+        bb = r.get("bitbybit_score")
+        cells = [
+            r["row"], r.get("kernel") or "conventional", str(r.get("k") if r.get("kernel") else "-"),
+            r.get("recipe", ""), "pcm" if r.get("noise") else "no", _pct(r.get("fp32_accuracy")),
+            _pct(r.get("initial_accuracy")), _pct(r.get("calibrated_accuracy")),
+            _pct(r.get("final_accuracy")),
+            "" if drop is None else f"{drop:.2f}",
+            "" if not pcm else f"{100 * pcm['mean']:.2f} ± {100 * pcm['std']:.2f}",
+            str(r.get("steps", "")), f"{r.get('steps', 0) / steps_per_epoch:.1f}",
+            f"{r.get('elapsed_s', 0) / 60:.1f}", f"{r.get('cpu_s', 0) / 60:.1f}",
+            "" if bb is None else f"{bb:.3f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+        csv_lines.append(",".join(c.replace(",", ";") for c in cells))
+    return "\n".join(lines) + "\n", "\n".join(csv_lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the requested rows and rewrite the table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", required=True, help="CIFAR-10 root (exact subset) for training and testing")
+    p.add_argument("--train-root", default=None, help="other CIFAR-10 root for training (e.g. the JPEG set)")
+    p.add_argument("--weights", default=None, help="akamaster ResNet-20 weights file")
+    p.add_argument("--rows", nargs="*", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
+    p.add_argument("--budget", type=float, default=10.0, help="minutes of wall clock per row")
+    p.add_argument("--epochs", type=float, default=100.0, help="epoch cap per row (the budget usually binds)")
+    p.add_argument("--recipe", default="kd")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="results/recovery")
+    p.add_argument("--force", action="store_true", help="rerun rows whose JSON exists")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; allowed: {', '.join(ROWS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.rows:
+        if (out / f"{name}.json").exists() and not args.force:
+            continue
+        run_row(name, args, out)
+    records = [json.loads((out / f"{n}.json").read_text()) for n in ROWS if (out / f"{n}.json").exists()]
+    md, csv_text = table(records)
+    from aimc_lsh.utils import atomic_write_text
+
+    atomic_write_text(out / "recovery_table.md", md)
+    atomic_write_text(out / "recovery_table.csv", csv_text)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
+
+import finetune  # noqa: E402
+
+from aimc_lsh.train import load_checkpoint  # noqa: E402
+
+
+@pytest.mark.slow
+def test_cli_trains_digits_and_resumes(tmp_path):
+    torch.set_num_threads(1)
+    common = [
+        "--model",
+        "digits_cnn",
+        "--k",
+        "out",
+        "--kernel",
+        "learned_projection",
+        "--epochs",
+        "1",
+        "--no-augment",
+        "--quiet",
+        "--recipe",
+        "calib_kd",
+        "--calib-images",
+        "64",
+        "--calib-steps",
+        "3",
+        "--checkpoint",
+        str(tmp_path / "c.pt"),
+        "--log-csv",
+        str(tmp_path / "log.csv"),
+        "--summary-json",
+        str(tmp_path / "s.json"),
+    ]
+    summary = finetune.main(common)
+    assert summary["steps"] == 1348 // 64
+    assert summary["fp32_accuracy"] > 0.9 and summary["final_accuracy"] is not None
+    assert json.loads((tmp_path / "s.json").read_text())["steps"] == summary["steps"]
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert ckpt["layers"]["conv"]["config"]["hash_length"] == 16  # k = out-channels
+    assert ckpt["layers"]["fc"]["config"]["hash_length"] == 10
+    assert summary["bitbybit_score"] is not None
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert rows[0]["phase"] == "calibrated" and rows[-1]["phase"] == "train"
+    again = finetune.main([*common, "--resume"])  # finished run: nothing more to do
+    assert again["steps"] == summary["steps"]
+
+
+def test_cli_hwa_options_build_a_noise_spec(tmp_path):
+    args = finetune.build_parser().parse_args(["--recipe", "ce", "--time-budget", "2", "--bn-mode", "freeze"])
+    config = finetune.train_config_from_args(args)
+    assert config.time_budget_s == 120.0 and config.bn_mode == "freeze" and config.kd_alpha == 0.0

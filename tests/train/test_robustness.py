@@ -1,0 +1,24 @@
+import pytest
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn import hashed_layers, patch_model
+from aimc_lsh.train import NoiseSpec, NoisyTrainingStages, accuracy_under_noise
+
+
+def test_noise_lowers_accuracy_and_leaves_the_model_untouched(digits_teacher, digits_data):
+    _, test = digits_data
+    clean = accuracy_under_noise(digits_teacher, test, NoiseSpec(), repeats=1)
+    noisy = accuracy_under_noise(digits_teacher, test, NoiseSpec(weight_std=0.5), repeats=2)
+    assert clean.std == 0.0 and clean.mean > 0.9
+    assert noisy.mean < clean.mean - 0.05 and noisy.repeats == 2
+    again = accuracy_under_noise(digits_teacher, test, NoiseSpec(weight_std=0.5), repeats=2)
+    assert again == noisy  # seeded
+
+
+def test_hashed_model_under_noise_is_evaluated_on_a_copy(digits_teacher, digits_data):
+    _, test = digits_data
+    model = patch_model(digits_teacher, HashConfig(hash_length=64))
+    accuracy_under_noise(model, test, NoiseSpec(code_std=0.2), repeats=1)
+    assert not any(isinstance(layer.stages, NoisyTrainingStages) for _, layer in hashed_layers(model))
+    with pytest.raises(ValueError, match="repeats"):
+        accuracy_under_noise(model, test, NoiseSpec(), repeats=0)
