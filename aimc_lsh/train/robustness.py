@@ -3,8 +3,9 @@
 Hashed layers get :class:`~aimc_lsh.train.noise.NoisyTrainingStages` active in eval mode (fresh noise
 every batch); conventional (real-weight) layers get :class:`~aimc_lsh.train.noise.WeightNoise` drawn once
 per pass over the test set, like one programming of the array. This is a statistical proxy built from
-the same aihwkit noise levels used in training, not the programmed-tile pipeline of
-:mod:`aimc_lsh.hardware`.
+the same aihwkit noise levels used in training. :func:`hardware_accuracy` instead rebuilds a checkpoint
+with :class:`aimc_lsh.hardware.HardwareConfig` and runs the programmed-tile pipeline
+(``program`` + ``drift``) of :mod:`aimc_lsh.hardware`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +21,8 @@ from torch import nn
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
+
+_HASH_FIELDS = ("kernel", "hash_length", "orthogonal", "seed", "ste", "input_tile_size", "output_tile_size")
 
 
 @dataclass(frozen=True)
@@ -51,4 +55,65 @@ def accuracy_under_noise(
                 accs.append(evaluate(noisy, loader, progress=False).accuracy)
     return NoisyAccuracy(
         mean=statistics.fmean(accs), std=statistics.stdev(accs) if len(accs) > 1 else 0.0, repeats=repeats
+    )
+
+
+def hardware_model(
+    checkpoint: dict[str, Any], digital: nn.Module, *, device: str = "pcm", placement: str = "codes_on_array"
+) -> nn.Module:
+    """Rebuild a trained checkpoint on simulated hardware (:class:`aimc_lsh.hardware.HardwareConfig`).
+
+    Hashed layers keep their kernel, k, seed and tiling and get ``device`` / ``placement``; a checkpoint
+    without hashed layers (a conventional baseline) is converted with ``placement="conventional"``.
+    The model still has to be programmed (:func:`aimc_lsh.hardware.program`).
+
+    Raises:
+        ValueError: If the checkpoint's weights do not fit the rebuilt model.
+
+    """
+    from aimc_lsh.hardware import HardwareConfig
+    from aimc_lsh.nn import patch_model
+
+    layers = checkpoint["layers"]
+    if layers:
+        configs = {
+            path: HardwareConfig(**{k: v for k, v in entry["config"].items() if k in _HASH_FIELDS},
+                                 device=device, placement=placement)
+            for path, entry in layers.items()
+        }  # fmt: skip
+        first = next(iter(configs.values()))
+        model = patch_model(digital, first, overrides=configs, filter_fn=lambda p, _m: p in configs)
+    else:
+        model = patch_model(digital, HardwareConfig(device=device, placement="conventional"))
+    result = model.load_state_dict(checkpoint["model_state"], strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"checkpoint weights do not fit the hardware model: {result.unexpected_keys[:5]}")
+    return model.eval()
+
+
+def hardware_accuracy(
+    checkpoint: dict[str, Any],
+    digital: nn.Module,
+    data: ImageTensorDataset,
+    *,
+    device: str = "pcm",
+    placement: str = "codes_on_array",
+    t_inference: float = 86_400.0,
+    seeds: tuple[int, ...] = (0,),
+) -> NoisyAccuracy:
+    """Accuracy of a trained checkpoint programmed on ``device`` and drifted to ``t_inference`` seconds.
+
+    Uses :func:`aimc_lsh.hardware.program` / :func:`aimc_lsh.hardware.drift`; one programming per seed.
+    """
+    from aimc_lsh.hardware import drift, program
+
+    model = hardware_model(checkpoint, digital, device=device, placement=placement)
+    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
+    accs = []
+    for seed in seeds:
+        program(model, seed=seed)
+        drift(model, t_inference)
+        accs.append(evaluate(model, loader, progress=False).accuracy)
+    return NoisyAccuracy(
+        mean=statistics.fmean(accs), std=statistics.stdev(accs) if len(accs) > 1 else 0.0, repeats=len(accs)
     )
