@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bn-mode", choices=BN_MODES, default=None)
     g.add_argument("--calib-images", type=int, default=None)
     g.add_argument("--calib-steps", type=int, default=None)
+    g.add_argument(
+        "--blend-fraction", type=float, default=None, help="gradual hashing ramp (fraction of steps)"
+    )
+    g.add_argument("--blend-start", type=float, default=None, help="initial hashed weight of the blend")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("hardware-aware training")
@@ -110,7 +114,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "lr_projection": "lr_projection", "optimizer": "optimizer", "weight_decay": "weight_decay",
         "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing", "kd_alpha": "kd_alpha",
         "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
-        "calib_steps": "calib_steps",
+        "calib_steps": "calib_steps", "blend_fraction": "blend_fraction", "blend_start": "blend_start",
     }  # fmt: skip
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:

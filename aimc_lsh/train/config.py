@@ -77,6 +77,13 @@ class TrainConfig:
     crop_padding: int = 4
     """Padding of the random crop in pixels (CIFAR recipe: 4)."""
 
+    blend_fraction: float = 0.0
+    """Gradual hashing (:mod:`aimc_lsh.train.anneal`): over this fraction of the training steps, ramp the
+    blend of exact and hashed layer outputs from ``blend_start`` to fully hashed; 0 disables."""
+
+    blend_start: float = 0.0
+    """Initial weight of the hashed output in the blend (0: start from the exact network)."""
+
     recalibrate_bn: bool = True
     """Before training, re-estimate BatchNorm running statistics of the hashed model on calibration images."""
 
@@ -123,6 +130,11 @@ class TrainConfig:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
             raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+        if not 0.0 <= self.blend_fraction <= 1.0 or not 0.0 <= self.blend_start <= 1.0:
+            raise ValueError(
+                f"blend_fraction and blend_start must be in [0, 1], "
+                f"got {self.blend_fraction} and {self.blend_start}"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
+from aimc_lsh.train.anneal import HashBlend, blend_factor
 from aimc_lsh.train.batches import EpochBatches
 from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recalibrate_bn
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -287,6 +288,7 @@ def fine_tune(
     stopped_early = False
     done_here = 0
     _set_train_mode(model, config.bn_mode)
+    blend = HashBlend(model) if config.blend_fraction > 0 else None
     try:
         while step < planned:
             epoch, start = divmod(step, spe)
@@ -296,6 +298,8 @@ def fine_tune(
                 if not budget_fitted and probe_start is None:
                     probe_start, probe_step = time.perf_counter(), step
                 images, labels = images.to(dev), labels.to(dev)
+                if blend is not None:
+                    blend.lam = blend_factor(step, planned, config.blend_fraction, config.blend_start)
                 teacher_logits = None
                 if config.kd_alpha > 0:
                     with torch.no_grad():
@@ -387,6 +391,8 @@ def fine_tune(
         save(final=not stopped_early)
     finally:
         bar.close()
+        if blend is not None:
+            blend.remove()
         model.eval()
     wall, cpu = elapsed()
     ctx.close()
