@@ -129,6 +129,16 @@ def program_matrix(noise_model: Any, weights: Tensor, plan: TilePlan, seed: int)
     return programmed, params
 
 
+def differential_conductance(noise_model: Any, weights: Tensor, target: Tensor) -> Tensor:
+    """Express programmed weights of one tile as conductances (uS): ``g+ - g-`` of each cell.
+
+    aihwkit's converter maps the tile's target abs-max to ``g_max - g_min``; the same scale turns the
+    programmed weights back into the conductance difference that was actually programmed.
+    """
+    _, params = noise_model.g_converter.convert_to_conductances(_cpu(target))
+    return _cpu(weights) * params["scale_ratio"]
+
+
 def drift_matrix(
     noise_model: Any, programmed: Tensor, params: dict, plan: TilePlan, t_inference: float, seed: int
 ) -> Tensor:

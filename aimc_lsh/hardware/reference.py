@@ -174,7 +174,7 @@ class AihwkitHashStages(AnalogHashStages):
     def __init__(self, config: HardwareConfig) -> None:
         super().__init__(config)
         self.aihwkit_tiles = nn.ModuleDict()
-        self._reference: tuple[TilePair, Tensor] | None = None
+        self._digital_sense_amps: dict[TilePair, Periphery] = {}
 
     @staticmethod
     def _key(tile: TilePair, role: str, r: int, c: int) -> str:
@@ -196,6 +196,10 @@ class AihwkitHashStages(AnalogHashStages):
         super().program_tile(tile, codes, filters, seed)
         state = self.tiles[tile]
         gen = torch.Generator().manual_seed(derive_seed(seed, "reference_reads"))
+        self._digital_sense_amps[tile] = Periphery(
+            "sense_amp", gen, sense_amp=self.sense_amp, column_norms=state.column_norms.cpu(),
+            offsets=state.sa_offsets.cpu(),
+        )  # fmt: skip
         read = self.device_profile.read_noise_std
         if state.codes_plan is not None:
             role_seed = derive_seed(seed, "codes")
@@ -275,15 +279,9 @@ class AihwkitHashStages(AnalogHashStages):
             if self.sense_amp.ideal:
                 out = torch.where(pre >= 0, 1.0, -1.0).to(pre.dtype)
             else:
-                periphery = Periphery(
-                    "sense_amp", torch.Generator().manual_seed(derive_seed(state.seed, "digital_sa")),
-                    sense_amp=self.sense_amp, column_norms=state.column_norms.cpu(),
-                    offsets=state.sa_offsets.cpu(),
-                )  # fmt: skip
-                out = periphery.read(pre, unit_rows)
+                out = self._digital_sense_amps[tile].read(pre, unit_rows)
         h_out, w_out = conv_output_size(x, (kh, kw), geometry)
         h_x = out.reshape(n, positions, k).transpose(1, 2).reshape(n, k, h_out, w_out)
-        self._reference = (tile, h_x)
         return h_x
 
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
