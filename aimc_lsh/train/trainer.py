@@ -5,7 +5,8 @@ BatchNorm re-estimation against the FP32 teacher (rank 0, before DDP wrapping, w
 result), then end-to-end training with label-smoothed cross-entropy + distillation, a warm-up cosine
 schedule, optional hardware-aware noise, a tqdm bar (loss, accuracy, learning rate, ETA), a CSV log and
 resumable checkpoints. The run stops after ``epochs`` or ``time_budget_s``, whichever comes first
-(with a budget, the schedule is fitted to the steps that fit, measured on the first steps).
+(with a budget, the cosine schedule is refitted at every epoch end to the steps that still fit, from
+the mean step and evaluation times measured so far; budgeted runs are therefore not bit-reproducible).
 """
 
 from __future__ import annotations
@@ -231,13 +232,11 @@ def fine_tune(
     planned = max(0, round(config.epochs * spe))
     scheduler = WarmupCosine(optimizer, max(planned, 1), config.warmup_steps, config.min_lr_ratio)
     step = 0
-    budget_fitted = config.time_budget_s is None
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
         planned = int(state["planned_steps"])
-        budget_fitted = bool(state.get("budget_fitted", True))
         set_rng_state(state["rng"][ctx.rank])
 
     def elapsed() -> tuple[float, float]:
@@ -261,7 +260,6 @@ def fine_tune(
             step=step,
             epoch=step / spe,
             planned_steps=planned,
-            budget_fitted=budget_fitted,
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             rng=rngs,
@@ -284,7 +282,8 @@ def fine_tune(
         disable=not (config.progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    probe_start = None
+    timed_steps, timed_seconds = 0, 0.0
+    max_planned = max(0, round(config.epochs * spe))
     stopped_early = False
     done_here = 0
     _set_train_mode(model, config.bn_mode)
@@ -295,8 +294,7 @@ def fine_tune(
             for _index, images, labels in batches.iterate(epoch, start):
                 if step >= planned:
                     break
-                if not budget_fitted and probe_start is None:
-                    probe_start, probe_step = time.perf_counter(), step
+                step_start = time.perf_counter()
                 images, labels = images.to(dev), labels.to(dev)
                 if blend is not None:
                     blend.lam = blend_factor(step, planned, config.blend_fraction, config.blend_start)
@@ -330,8 +328,12 @@ def fine_tune(
                     acc=f"{sums[1] / sums[2]:.3f}",
                     lr=f"{scheduler.get_last_lr()[0]:.2e}",
                 )
-                if not budget_fitted and step - probe_step == _PROBE_STEPS:
-                    per_step = (time.perf_counter() - probe_start) / _PROBE_STEPS
+                timed_steps += 1
+                timed_seconds += time.perf_counter() - step_start
+                refit = step % spe == 0 or timed_steps == _PROBE_STEPS
+                if config.time_budget_s is not None and refit and step < planned:
+                    # fit the schedule to the budget: mean step time so far, one evaluation per epoch
+                    per_step = timed_seconds / timed_steps
                     remaining = config.time_budget_s - elapsed()[0]
                     if val_set is None:
                         eval_s = 0.0
@@ -339,12 +341,10 @@ def fine_tune(
                         eval_s = eval_seconds
                     else:  # an eval forward costs about a third of a training step per image
                         eval_s = per_step * len(val_set) / config.batch_size / 3
-                    # n steps cost n * per_step plus one evaluation every eval_every epochs and a final one
                     per_eval_step = eval_s / (spe * config.eval_every) if config.eval_every else 0.0
                     fit = step + int(max(0.0, remaining - eval_s) / (per_step + per_eval_step))
-                    planned = ctx.broadcast_object(max(step, min(planned, fit)))
+                    planned = ctx.broadcast_object(max(step, min(max_planned, fit)))
                     scheduler.set_total_steps(planned)
-                    budget_fitted = True
                     bar.total = planned
                     bar.refresh()
                 end_of_epoch = step % spe == 0
@@ -355,7 +355,9 @@ def fine_tune(
                     if ctx.is_main and (
                         step >= planned or (config.eval_every and round(ep) % config.eval_every == 0)
                     ):
+                        eval_start = time.perf_counter()
                         val = _accuracy(model, val_set, dev)
+                        eval_seconds = time.perf_counter() - eval_start
                         _set_train_mode(model, config.bn_mode)
                     wall, cpu = elapsed()
                     history.append(

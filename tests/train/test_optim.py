@@ -56,4 +56,5 @@ def test_train_config_validation():
     with pytest.raises(ValueError, match="no field"):
         TrainConfig().replace(lr=1.0)
     assert TrainConfig.for_recipe("calib").epochs == 0
+    assert TrainConfig.for_recipe("blend_kd") == TrainConfig()  # the default recipe is the default config
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()

@@ -141,10 +141,11 @@ def test_kd_and_calibration_need_a_teacher(digits_teacher, digits_data):
         fine_tune(student, train, TrainConfig(progress=False))
 
 
-def test_default_recipe_runs_calibration_then_distillation(digits_teacher, digits_data):
+def test_calib_kd_recipe_runs_calibration_then_distillation(digits_teacher, digits_data):
     train, test = digits_data
     student = patch_model(digits_teacher, HashConfig(hash_length=32, seed=2))
-    config = TrainConfig(
+    config = TrainConfig.for_recipe(
+        "calib_kd",
         epochs=1.0, batch_size=128, augment=False, progress=False, calib_images=128, calib_steps=10
     )
     result = fine_tune(student, train, config, teacher=digits_teacher, val_set=test)
