@@ -48,6 +48,16 @@ _SCALARS = (str, int, float, bool, type(None))
 class PointError(RuntimeError):
     """A point function failed or returned malformed rows; the message names the point."""
 
+    def __init__(self, message: str, key: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        """Key of the failed point."""
+        self.reason = reason if reason is not None else message
+        """What went wrong (``ExceptionType: message``), without the point's parameters."""
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.key, self.reason))
+
 
 def _check_rows(rows: object, params: Params) -> list[dict[str, Any]]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -89,7 +99,8 @@ def run_point(
     try:
         rows = _check_rows(fn(dict(params), context), params)
     except Exception as err:
-        raise PointError(f"point {params} failed: {type(err).__name__}: {err}") from err
+        reason = f"{type(err).__name__}: {err}"
+        raise PointError(f"point {params} failed: {reason}", key, reason) from err
     return key, rows, time.perf_counter() - start
 
 
@@ -108,14 +119,14 @@ class Backend:
         """Yield ``(key, rows, seconds)`` for every point as it finishes."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Stop whatever the backend started (idempotent)."""
+    def close(self, abort: bool = False) -> None:
+        """Release what the backend started (idempotent); ``abort`` stops unfinished work at once."""
 
     def __enter__(self) -> Backend:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(abort=exc_type is not None)
 
 
 class SerialBackend(Backend):
@@ -159,12 +170,15 @@ class ProcessBackend(Backend):
         for future in cf.as_completed(futures):
             yield future.result()
 
-    def close(self) -> None:
-        """Cancel queued points and stop the worker processes (a running point is abandoned)."""
+    def close(self, abort: bool = False) -> None:
+        """Shut the pool down; with ``abort``, cancel queued points and terminate the workers at once."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        processes = list(getattr(pool, "_processes", {}).values())
+        if not abort:
+            pool.shutdown(wait=True)
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
@@ -240,10 +254,10 @@ class RayBackend(Backend):
             try:
                 yield ray.get(done[0])
             except ray.exceptions.RayTaskError as err:
-                cause = err.cause if isinstance(err.cause, Exception) else err
-                raise PointError(str(cause)) from cause
+                cause = err.cause if isinstance(err.cause, PointError) else PointError(str(err))
+                raise cause from err
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Cancel unfinished tasks and disconnect (stopping the instance when it was started here)."""
         if not self._started:
             return

@@ -8,6 +8,7 @@ Matplotlib runs on the non-interactive ``Agg`` backend, so plotting works withou
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pandas as pd  # noqa: E402
 from aimc_lsh.utils import atomic_path  # noqa: E402
 
 __all__ = ["summarise", "plot_bands", "group_label"]
+
+_STYLES = ("-", "--", ":", "-.")
 
 
 def _as_list(columns: str | Sequence[str] | None) -> list[str]:
@@ -57,10 +60,8 @@ def summarise(
 
 
 def group_label(keys: Sequence[str], values: Sequence[object]) -> str:
-    """Legend text of a group: ``value`` for one key, ``key=value, ...`` for several."""
-    if len(keys) == 1:
-        return str(values[0])
-    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+    """Legend text of a group: its values joined by commas (``codes_on_array, compensated``)."""
+    return ", ".join(str(v) for v in values[: len(keys)])
 
 
 def plot_bands(
@@ -70,6 +71,7 @@ def plot_bands(
     y: str,
     path: str | os.PathLike[str],
     group_by: str | Sequence[str] | None = None,
+    style_by: str | None = None,
     panel_by: str | None = None,
     logx: bool = False,
     xlabel: str | None = None,
@@ -85,12 +87,14 @@ def plot_bands(
         x: Column on the x axis (numeric).
         y: Column on the y axis (averaged over the remaining rows of each group and x, e.g. seeds).
         path: PNG destination (written atomically).
-        group_by: Columns distinguishing lines.
+        group_by: Columns distinguishing lines by colour.
+        style_by: Column distinguishing lines by line style (solid, dashed, dotted, ...), so lines
+            that coincide stay visible.
         panel_by: Column with one subplot per value (shared y axis).
         logx: Logarithmic x axis (e.g. time after programming).
         xlabel: X axis label (default: ``x``).
         ylabel: Y axis label (default: ``y``).
-        title: Figure title.
+        title: Figure title (wrapped to the figure width).
         xtick_labels: Tick positions -> labels (e.g. ``{3600: "1h"}``); default ticks otherwise.
         y_scale: Factor applied to ``y`` before plotting (e.g. 100 for percent).
 
@@ -100,18 +104,27 @@ def plot_bands(
     """
     panels = sorted(frame[panel_by].dropna().unique().tolist()) if panel_by else [None]
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False, constrained_layout=True
+        1, len(panels), figsize=(5.6 * len(panels), 4.0), sharey=True, squeeze=False, constrained_layout=True
     )
-    groups = _as_list(group_by)
+    colours = _as_list(group_by)
+    keys = colours + ([style_by] if style_by else [])
+    colour_values = (
+        sorted({tuple(v) for v in frame[colours].astype(str).itertuples(index=False)}) if colours else []
+    )
+    style_values = sorted(frame[style_by].astype(str).unique().tolist()) if style_by else []
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(axes[0], panels, strict=True):
         part = frame if panel is None else frame[frame[panel_by] == panel]
-        stats = summarise(part, x, y, groups)
-        for values, line in stats.groupby(groups, sort=True, dropna=False) if groups else [((), stats)]:
+        stats = summarise(part, x, y, keys)
+        for values, line in stats.groupby(keys, sort=True, dropna=False) if keys else [((), stats)]:
             values = values if isinstance(values, tuple) else (values,)
+            colour_key = tuple(str(v) for v in values[: len(colours)])
+            colour = cycle[colour_values.index(colour_key) % len(cycle)] if colours else cycle[0]
+            style = _STYLES[style_values.index(str(values[-1])) % len(_STYLES)] if style_by else "-"
             mean, std = line["mean"] * y_scale, line["std"] * y_scale
-            label = group_label(groups, values) if groups else y
-            (handle,) = ax.plot(line[x], mean, marker="o", markersize=3.5, label=label)
-            ax.fill_between(line[x], mean - std, mean + std, alpha=0.2, color=handle.get_color(), linewidth=0)
+            label = group_label(keys, values) if keys else y
+            ax.plot(line[x], mean, marker="o", markersize=3.5, label=label, color=colour, linestyle=style)
+            ax.fill_between(line[x], mean - std, mean + std, alpha=0.15, color=colour, linewidth=0)
         if logx:
             ax.set_xscale("log")
         if xtick_labels:
@@ -121,11 +134,11 @@ def plot_bands(
         ax.set_xlabel(xlabel or x)
         ax.grid(True, alpha=0.3)
         if panel is not None:
-            ax.set_title(f"{panel_by} = {panel}")
+            ax.set_title(f"{panel_by} = {panel}", fontsize=9)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(ylabel or y)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(textwrap.fill(title, width=int(78 * len(panels))), fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

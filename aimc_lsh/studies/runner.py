@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from aimc_lsh.studies.executors import PointFn, make_backend
+from aimc_lsh.studies.executors import PointError, PointFn, make_backend
 from aimc_lsh.studies.grid import Params, check_params, point_key
 from aimc_lsh.studies.journal import Journal, PointRecord, materialise_rows
 from aimc_lsh.studies.provenance import provenance
@@ -206,6 +206,16 @@ class _Signals:
             raise KeyboardInterrupt(self.pending)
 
 
+def _describe_failure(sweep: Sweep, err: PointError) -> str:
+    """The failure with the point named by the parameters that vary across the sweep (short)."""
+    params = next((p for p in sweep.points if point_key(p) == err.key), None)
+    if params is None:
+        return str(err)
+    varying = [n for n in params if len({json.dumps(p.get(n)) for p in sweep.points}) > 1]
+    named = ", ".join(f"{n}={params[n]}" for n in varying) or f"key {err.key}"
+    return f"point {named} failed: {err.reason}"
+
+
 def _write_json(outputs: SweepOutputs, sweep: Sweep, status: str, **extra: Any) -> None:
     document = {
         "study": sweep.name,
@@ -296,6 +306,8 @@ def run_sweep(
                         _write_csv(outputs.csv, rows, columns)
                     point_seconds.append(seconds)
                     bar.update(1)
+        except PointError as err:
+            raise PointError(_describe_failure(sweep, err), err.key, err.reason) from err
         except KeyboardInterrupt as interrupt:
             signum = interrupt.args[0] if interrupt.args and isinstance(interrupt.args[0], int) else 2
             done = sum(point_key(p) in records for p in sweep.points)

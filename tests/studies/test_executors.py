@@ -35,8 +35,10 @@ def test_failures_name_the_point():
         _collect(SerialBackend(toy_points.failing_rows, {"fail_at": 3}), POINTS)
     with pytest.raises(PointError, match="repeats a parameter"):
         _collect(SerialBackend(toy_points.bad_rows), POINTS[:1])
-    with pytest.raises(PointError, match="boom"):
+    with pytest.raises(PointError, match="boom") as failure:
         _collect(ProcessBackend(toy_points.failing_rows, {"fail_at": 2}, workers=2), POINTS)
+    assert failure.value.key == point_key({"a": 2})  # survives the trip from the worker
+    assert failure.value.reason == "RuntimeError: boom"
 
 
 def test_make_backend_choice_and_validation():

@@ -52,7 +52,7 @@ def test_resume_computes_only_missing_points(tmp_path):
 
 def test_csv_is_identical_after_a_failure_and_rerun(tmp_path):
     reference = run_sweep(_sweep(), tmp_path / "ref", progress=False).outputs.csv.read_bytes()
-    with pytest.raises(PointError):
+    with pytest.raises(PointError, match=r"^point a=2, b=x failed: RuntimeError: boom$"):
         run_sweep(_sweep(toy_points.failing_rows, {"fail_at": 2}), tmp_path / "f", progress=False)
     partial = pd.read_csv(tmp_path / "f" / "toy.csv")
     assert partial["a"].tolist() == [1, 1]  # the points before the failure are kept

@@ -1,0 +1,228 @@
+"""The building blocks shared by the hardware studies (drift, noise, k, ADC sweeps).
+
+Every hardware study evaluates *variants* -- a :class:`~aimc_lsh.hardware.HardwareConfig` plus the
+checkpoint whose weights it carries -- over several programming seeds at one or more times after
+programming. One point is one (variant, seed): the model is built and programmed once, then drifted
+through the point's time list and evaluated at each time, giving one CSV row per time. The point function
+:func:`hardware_point` is the same for every study; studies differ only in their variants and plots.
+
+Also here: the command-line options of hardware studies (:func:`add_hardware_arguments`) and their
+validation (:func:`prepare`), which run before any compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aimc_lsh.studies.cli import UsageError, format_duration, parse_durations, parse_int_list
+from aimc_lsh.studies.grid import Params
+from aimc_lsh.studies.workload import (
+    CHECKPOINT_CHOICES,
+    Source,
+    accuracy_row,
+    analog_model,
+    checkpoint_hash_fields,
+    config_columns,
+    resolve_checkpoint,
+    resolve_source,
+    resolved_config,
+)
+from aimc_lsh.utils import sha256_file
+
+__all__ = [
+    "CHECKPOINT_CHOICES",
+    "Variant",
+    "Prepared",
+    "add_hardware_arguments",
+    "prepare",
+    "base_config",
+    "make_points",
+    "hardware_point",
+    "times_column",
+    "check_times",
+]
+
+
+@dataclass
+class Variant:
+    """One model-on-hardware configuration of a study."""
+
+    config: Any
+    """The :class:`~aimc_lsh.hardware.HardwareConfig` (hash fields are replaced by the checkpoint's)."""
+    checkpoint: str | None = None
+    """Checkpoint whose fine-tuned weights the hashed model uses; None: the pretrained backbone patched
+    as is (un-fine-tuned). Ignored for ``conventional`` (always the pretrained digital weights)."""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Extra CSV columns describing the variant (e.g. which noise knob a noise sweep turns)."""
+
+
+@dataclass
+class Prepared:
+    """Validated options common to every hardware study."""
+
+    source: Source
+    """Data and models."""
+    device: Any
+    """The :class:`~aimc_lsh.hardware.DeviceProfile`."""
+    seeds: list[int]
+    """Programming seeds."""
+    checkpoint: str | None
+    """Checkpoint of the hashed model with k = ``--hash-length`` (None: not fine-tuned)."""
+
+
+def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: str = "pcm") -> None:
+    """Options of the simulated hardware shared by the hardware studies."""
+    group = parser.add_argument_group("hardware")
+    group.add_argument(
+        "--device",
+        default=default_device,
+        help="Device profile: a name from devices/ (pcm, reram, reram_wan2022, hermes, ideal, or one you "
+        "add) or a YAML file path. Default: %(default)s",
+    )
+    group.add_argument(
+        "--hash-length",
+        type=int,
+        default=256,
+        help="k of the un-fine-tuned hashed model (with a checkpoint, the checkpoint's k is used). "
+        "Default: %(default)s",
+    )
+    group.add_argument(
+        "--kernel",
+        default="random_projection",
+        help="Kernel of the un-fine-tuned hashed model (with a checkpoint, the checkpoint's). "
+        "Default: %(default)s",
+    )
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Validate the common options (device, seeds, data, checkpoint) without heavy compute.
+
+    Raises:
+        UsageError, ValueError, FileNotFoundError: With a one-line message naming what is wrong.
+
+    """
+    from aimc_lsh.hardware import load_device
+    from aimc_lsh.kernels import kernel_names
+
+    device = load_device(args.device)
+    seeds = parse_int_list(args.seeds, "seed", minimum=0)
+    if args.hash_length < 1:
+        raise UsageError(f"--hash-length must be a positive integer, got {args.hash_length}")
+    if args.kernel not in kernel_names():
+        raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
+    source = resolve_source(
+        args.dataset,
+        data_root=args.data_root,
+        models_root=args.models_root,
+        limit=args.limit,
+        batch_size=args.batch_size,
+    )
+    checkpoint = resolve_checkpoint(source, args.checkpoint, args.hash_length)
+    return Prepared(source=source, device=device, seeds=seeds, checkpoint=checkpoint)
+
+
+def check_times(device: Any, text: str) -> list[float]:
+    """Parse a comma-separated time list (sorted) and check the device has data for each time.
+
+    Raises:
+        UsageError: For an empty list, a repeated, unreadable or negative time.
+        ValueError: For a time the device has no data for (ReRAM Wan 2022: only 1 s, 1 day, 2 days).
+
+    """
+    if not str(text).strip():
+        raise UsageError("the time list is empty; give at least one time, e.g. 1s,1h,1d")
+    values = parse_durations(text)
+    for t in values:
+        device.check_time(t)
+    return values
+
+
+def base_config(args: argparse.Namespace, prepared: Prepared, **changes: Any) -> Any:
+    """The study's HardwareConfig: device from ``--device``, kernel from ``--kernel``/``--hash-length``."""
+    from aimc_lsh.hardware import HardwareConfig
+
+    return HardwareConfig(device=prepared.device, kernel=args.kernel, hash_length=args.hash_length, **changes)
+
+
+def _variant_params(variant: Variant) -> dict[str, Any]:
+    """Checkpoint identity and every config field of a variant (CSV columns)."""
+    if variant.config.placement == "conventional":
+        checkpoint = {"checkpoint": "none (pretrained weights)", "checkpoint_sha256": None}
+    elif variant.checkpoint is None:
+        checkpoint = {"checkpoint": "none (not fine-tuned)", "checkpoint_sha256": None}
+    else:
+        checkpoint = {
+            "checkpoint": Path(variant.checkpoint).name,
+            "checkpoint_sha256": sha256_file(variant.checkpoint)[:16],
+        }
+    columns = config_columns(variant.config)
+    if variant.config.placement != "conventional" and variant.checkpoint is not None:
+        columns.update(checkpoint_hash_fields(variant.checkpoint))
+    return {**checkpoint, **variant.labels, **columns}
+
+
+def _variant_entry(variant: Variant, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The variant's id (a digest of its full config and checkpoint digest) and its context entry."""
+    entry = {
+        "config": resolved_config(variant.config).to_dict(),
+        "checkpoint": variant.checkpoint if variant.config.placement != "conventional" else None,
+    }
+    text = json.dumps([entry["config"], params["checkpoint_sha256"]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12], entry
+
+
+def times_column(times: Sequence[float]) -> str:
+    """The ``times`` parameter of a point: its evaluation times in seconds, comma-separated."""
+    return ",".join(f"{t:g}" for t in times)
+
+
+def make_points(
+    source: Source, variants: Sequence[Variant], seeds: Sequence[int], times: Sequence[float]
+) -> tuple[list[Params], dict[str, Any]]:
+    """Points (variant-major, then seed) and the sweep context for :func:`hardware_point`.
+
+    Each point's parameters are the data/model identity, ``variant_id``, the variant's labels, every
+    hardware config field, the time list and the seed.
+    """
+    points: list[Params] = []
+    entries: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        params = _variant_params(variant)
+        ident, entry = _variant_entry(variant, params)
+        entries[ident] = entry
+        for seed in seeds:
+            points.append(
+                {
+                    **source.params(),
+                    "variant_id": ident,
+                    **params,
+                    "times": times_column(times),
+                    "program_seed": int(seed),
+                }
+            )
+    return points, {**source.context(), "variants": entries}
+
+
+def hardware_point(params: Params, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Build the point's variant, program it with the point's seed, then drift and evaluate at each time.
+
+    Returns:
+        One row per time: ``t_seconds``, ``t_label``, ``accuracy``, ``n_correct``, ``n_images``.
+
+    """
+    from aimc_lsh.hardware import drift, program
+
+    entry = context["variants"][params["variant_id"]]
+    model = analog_model(context, entry["config"], entry["checkpoint"])
+    program(model, seed=params["program_seed"])
+    rows = []
+    for t in (float(x) for x in str(params["times"]).split(",")):
+        drift(model, t)
+        rows.append({"t_seconds": t, "t_label": format_duration(t), **accuracy_row(model, context)})
+    return rows
