@@ -46,6 +46,8 @@ __all__ = [
     "hardware_point",
     "times_column",
     "check_times",
+    "add_time_argument",
+    "single_time",
 ]
 
 
@@ -100,8 +102,31 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
     )
 
 
-def prepare(args: argparse.Namespace) -> Prepared:
+def add_time_argument(parser: argparse.ArgumentParser, default: str = "1s") -> None:
+    """``--time``: the one time after programming at which a single-time study evaluates."""
+    parser.add_argument(
+        "--time",
+        default=default,
+        help="Time after programming at which every point is evaluated (seconds or a number with a unit "
+        "s, min, h, d, w, mo, y). The default 1s precedes PCM drift (t_0 = 20 s), isolating noise. "
+        "Default: %(default)s",
+    )
+
+
+def single_time(device: Any, text: str) -> list[float]:
+    """``--time`` as a one-element list, checked like a time list."""
+    if "," in str(text):
+        raise UsageError(f"--time takes one time, got {text!r}")
+    return check_times(device, text)
+
+
+def prepare(args: argparse.Namespace, *, checkpoint: bool = True) -> Prepared:
     """Validate the common options (device, seeds, data, checkpoint) without heavy compute.
+
+    Args:
+        args: Parsed options (see :func:`add_hardware_arguments` and ``cli.add_common_arguments``).
+        checkpoint: Resolve ``--checkpoint`` for k = ``--hash-length`` (studies sweeping k resolve
+            one per k themselves).
 
     Raises:
         UsageError, ValueError, FileNotFoundError: With a one-line message naming what is wrong.
@@ -123,8 +148,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
         limit=args.limit,
         batch_size=args.batch_size,
     )
-    checkpoint = resolve_checkpoint(source, args.checkpoint, args.hash_length)
-    return Prepared(source=source, device=device, seeds=seeds, checkpoint=checkpoint)
+    path = resolve_checkpoint(source, args.checkpoint, args.hash_length) if checkpoint else None
+    return Prepared(source=source, device=device, seeds=seeds, checkpoint=path)
 
 
 def check_times(device: Any, text: str) -> list[float]:

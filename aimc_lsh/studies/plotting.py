@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -79,6 +80,7 @@ def plot_bands(
     title: str | None = None,
     xtick_labels: Mapping[float, str] | None = None,
     y_scale: float = 1.0,
+    after: Callable[[Any], None] | None = None,
 ) -> Path:
     """Plot mean +- std of ``y`` against ``x``, one line (with a shaded band) per group; save a PNG.
 
@@ -97,15 +99,21 @@ def plot_bands(
         title: Figure title (wrapped to the figure width).
         xtick_labels: Tick positions -> labels (e.g. ``{3600: "1h"}``); default ticks otherwise.
         y_scale: Factor applied to ``y`` before plotting (e.g. 100 for percent).
+        after: Called with each panel's axes after its lines are drawn (to add references).
 
     Returns:
         The path written.
 
     """
     panels = sorted(frame[panel_by].dropna().unique().tolist()) if panel_by else [None]
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.6 * len(panels), 4.0), sharey=True, squeeze=False, constrained_layout=True
+        nrows, ncols, figsize=(5.6 * ncols, 4.0 * nrows), sharey=True, squeeze=False, constrained_layout=True
     )
+    flat_axes = axes.ravel().tolist()
+    for unused in flat_axes[len(panels) :]:
+        unused.set_visible(False)
     colours = _as_list(group_by)
     keys = colours + ([style_by] if style_by else [])
     colour_values = (
@@ -113,7 +121,7 @@ def plot_bands(
     )
     style_values = sorted(frame[style_by].astype(str).unique().tolist()) if style_by else []
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, panel in zip(axes[0], panels, strict=True):
+    for ax, panel in zip(flat_axes, panels, strict=False):
         part = frame if panel is None else frame[frame[panel_by] == panel]
         stats = summarise(part, x, y, keys)
         for values, line in stats.groupby(keys, sort=True, dropna=False) if keys else [((), stats)]:
@@ -135,10 +143,13 @@ def plot_bands(
         ax.grid(True, alpha=0.3)
         if panel is not None:
             ax.set_title(f"{panel_by} = {panel}", fontsize=9)
+        if after is not None:
+            after(ax)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(ylabel or y)
+    for row in axes:
+        row[0].set_ylabel(ylabel or y)
     if title:
-        fig.suptitle(textwrap.fill(title, width=int(78 * len(panels))), fontsize=9)
+        fig.suptitle(textwrap.fill(title, width=int(78 * ncols)), fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
