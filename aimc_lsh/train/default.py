@@ -101,6 +101,8 @@ def default_checkpoint(
     teacher = get_backbone(backbone, path=weights)
     student = patch_model(teacher, HashConfig(kernel=kernel, hash_length=hash_length))
     dataset = "cifar100" if backbone.startswith("cifar100") else "cifar10"
+    if backbone.startswith("digits"):
+        dataset = "digits"
     fine_tune(
         student,
         load_dataset(dataset, root=data_root, train=True),

@@ -146,7 +146,12 @@ def test_calib_kd_recipe_runs_calibration_then_distillation(digits_teacher, digi
     student = patch_model(digits_teacher, HashConfig(hash_length=32, seed=2))
     config = TrainConfig.for_recipe(
         "calib_kd",
-        epochs=1.0, batch_size=128, augment=False, progress=False, calib_images=128, calib_steps=10
+        epochs=1.0,
+        batch_size=128,
+        augment=False,
+        progress=False,
+        calib_images=128,
+        calib_steps=10,
     )
     result = fine_tune(student, train, config, teacher=digits_teacher, val_set=test)
     assert [c.path for c in result.calibration] == ["conv", "fc"]
