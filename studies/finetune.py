@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--blend-fraction", type=float, default=None, help="gradual hashing ramp (fraction of steps)"
     )
     g.add_argument("--blend-start", type=float, default=None, help="initial hashed weight of the blend")
+    g.add_argument("--normalize-ste", action="store_true", help="scale-aware STE for input codes")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("hardware-aware training")
@@ -119,6 +120,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
         changes["time_budget_s"] = 60.0 * args.time_budget
+    if args.normalize_ste:
+        changes["normalize_ste"] = True
     if args.no_augment:
         changes["augment"] = False
     if args.conventional:

@@ -88,11 +88,10 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, **fields: An
         The path written.
 
     """
-    from aimc_lsh.train.noise import NoisyTrainingStages, inject_training_noise, remove_training_noise
+    from aimc_lsh.train.ste_scale import rewrap_stages, unwrap_stages
 
     model = getattr(model, "module", model)
-    specs = [m.spec for m in model.modules() if isinstance(m, NoisyTrainingStages)]
-    remove_training_noise(model)
+    saved = unwrap_stages(model)  # training-only wrappers are not part of the saved model
     try:
         payload = {
             "format": FORMAT,
@@ -100,8 +99,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, **fields: An
             "layers": layer_configs(model),
         }
     finally:
-        if specs:
-            inject_training_noise(model, specs[0])
+        rewrap_stages(saved)
     payload.update(fields)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,6 +86,10 @@ class TrainConfig:
     blend_start: float = 0.0
     """Initial weight of the hashed output in the blend (0: start from the exact network)."""
 
+    normalize_ste: bool = False
+    """Scale the input codes' straight-through gradient by 1 / ||x_patch|| (as if x were normalised before
+    hashing, like the hackathon kernel); forward unchanged. See :mod:`aimc_lsh.train.ste_scale`."""
+
     recalibrate_bn: bool = False
     """Before training, re-estimate BatchNorm running statistics of the hashed model on calibration images."""
 

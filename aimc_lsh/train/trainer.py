@@ -34,6 +34,7 @@ from aimc_lsh.train.distributed import DistContext
 from aimc_lsh.train.losses import recovery_loss
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer
+from aimc_lsh.train.ste_scale import normalize_projection_gradients
 from aimc_lsh.utils import atomic_write_text
 
 LOG_FIELDS = (
@@ -216,6 +217,8 @@ def fine_tune(
     torch.manual_seed((config.seed * 1_000_003 + ctx.rank) % 2**63)
     if noise is not None and noise.active:
         inject_training_noise(model, noise)
+    if config.normalize_ste:
+        normalize_projection_gradients(model)
     weight_noise = WeightNoise(noise.weight_std if noise is not None else 0.0)
     net = ctx.wrap(model)
     batches = EpochBatches(

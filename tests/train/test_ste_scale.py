@@ -1,0 +1,36 @@
+import torch
+
+from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn import patch_model
+from aimc_lsh.train import NoiseSpec, inject_training_noise, save_checkpoint
+from aimc_lsh.train.ste_scale import NormalizedProjectionStages, normalize_projection_gradients, unwrap_stages
+
+
+def test_normalized_ste_keeps_the_forward_and_rescales_the_input_gradient(digits_teacher, digits_data):
+    x = digits_data[1].tensors()[0][:16]
+    model = patch_model(digits_teacher, HashConfig(hash_length=32))
+    model.train()
+    big = (3.0 * x).requires_grad_()
+    out = model(big)
+    out.square().sum().backward()
+    plain_grad = big.grad.clone()
+    assert normalize_projection_gradients(model) == 2
+    big.grad = None
+    out2 = model(big)
+    assert torch.equal(out, out2)
+    out2.square().sum().backward()
+    assert not torch.allclose(big.grad, plain_grad)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_wrappers_are_not_saved(digits_teacher, tmp_path):
+    model = patch_model(digits_teacher, HashConfig(hash_length=32))
+    keys = set(model.state_dict())
+    inject_training_noise(model, NoiseSpec(code_std=0.1))
+    normalize_projection_gradients(model)
+    assert isinstance(model.conv.stages, NormalizedProjectionStages)
+    save_checkpoint(tmp_path / "w.pt", model)
+    assert set(torch.load(tmp_path / "w.pt", weights_only=True)["model_state"]) == keys
+    assert isinstance(model.conv.stages, NormalizedProjectionStages)  # restored after saving
+    unwrap_stages(model)
+    assert type(model.conv.stages).__name__ == "HashStages"
