@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
     g.add_argument("--skip", nargs="*", default=[], help="module paths left digital")
     g.add_argument("--conventional", action="store_true", help="no hashing: conventional baseline")
+    g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
     g.add_argument("--train-root", default=None, help="CIFAR root for training data")
@@ -167,10 +168,16 @@ def main(argv: list[str] | None = None) -> dict:
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
+    prior = None
+    if args.init_from:  # warm start from an earlier run's weights (same layers and configs)
+        from aimc_lsh.train import load_checkpoint
+
+        prior = load_checkpoint(args.init_from)
+        student.load_state_dict(prior["model_state"])
     result = fine_tune(
         student, train_set, config, teacher=teacher, val_set=val_set, noise=noise, checkpoint=args.checkpoint,
         resume=args.resume, log_csv=args.log_csv, device=args.device, backbone=args.model,
-        meta={"argv": sys.argv if argv is None else ["finetune.py", *argv]},
+        meta={"argv": sys.argv if argv is None else ["finetune.py", *argv], "init_from": args.init_from},
     )  # fmt: skip
     summary = {
         "model": args.model, "kernel": None if args.conventional else args.kernel, "k": args.k,
@@ -179,6 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
         "calibrated_accuracy": result.calibrated_accuracy, "final_accuracy": result.final_accuracy,
         "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
+        "init_from": args.init_from,
+        "prior_steps": None if prior is None else int(prior.get("step", 0)),
+        "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
+        "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),
     }  # fmt: skip
     if not args.conventional and result.final_accuracy is not None and result.fp32_accuracy is not None:
         drop = result.fp32_accuracy - result.final_accuracy

@@ -58,3 +58,12 @@ def test_cli_hwa_options_build_a_noise_spec(tmp_path):
     args = finetune.build_parser().parse_args(["--recipe", "ce", "--time-budget", "2", "--bn-mode", "freeze"])
     config = finetune.train_config_from_args(args)
     assert config.time_budget_s == 120.0 and config.bn_mode == "freeze" and config.kd_alpha == 0.0
+
+
+def test_cli_warm_start_from_a_checkpoint(tmp_path):
+    torch.set_num_threads(1)
+    common = ["--model", "digits_cnn", "--k", "32", "--no-augment", "--quiet", "--recipe", "ce"]
+    first = finetune.main([*common, "--epochs", "1", "--checkpoint", str(tmp_path / "a.pt")])
+    again = finetune.main([*common, "--epochs", "0", "--init-from", str(tmp_path / "a.pt")])
+    assert again["initial_accuracy"] == pytest.approx(first["final_accuracy"])
+    assert again["prior_steps"] == first["steps"] and again["prior_cpu_s"] is not None
