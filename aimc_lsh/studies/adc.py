@@ -86,18 +86,19 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     times = single_time(prepared.device, args.time)
     bits = parse_bits(args.bits)
     placements = parse_name_list(args.placements, "placement", PLACEMENTS)
+    checkpoint = prepared.checkpoint(args.hash_length)
     variants = []
     for placement in placements:
         config = base_config(args, prepared, placement=placement)
         for b in bits:
             adc = config.effective_adc.replace(bits=b)
-            variants.append(Variant(config.replace(adc=adc), checkpoint=prepared.checkpoint))
+            variants.append(Variant(config.replace(adc=adc), checkpoint=checkpoint))
     points, context = make_points(prepared.source, variants, prepared.seeds, times)
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
         f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + ("" if prepared.checkpoint else "; hashed model NOT fine-tuned")
+        + ("" if checkpoint else "; hashed model NOT fine-tuned")
     )
     return Sweep(
         name=f"adc_{prepared.device.name}_{source.dataset}",
@@ -111,7 +112,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             "time_seconds": times[0],
             "seeds": prepared.seeds,
             "device": prepared.device.to_dict(),
-            "checkpoint": prepared.checkpoint,
+            "checkpoint": checkpoint,
         },
         plot=lambda frame, path: plot_adc(frame, path, title=title),
     )

@@ -74,8 +74,16 @@ class Prepared:
     """The :class:`~aimc_lsh.hardware.DeviceProfile`."""
     seeds: list[int]
     """Programming seeds."""
-    checkpoint: str | None
-    """Checkpoint of the hashed model with k = ``--hash-length`` (None: not fine-tuned)."""
+    choice: str
+    """The ``--checkpoint`` option (resolved by :meth:`checkpoint` once everything else is validated)."""
+
+    def checkpoint(self, hash_length: int) -> str | None:
+        """The checkpoint of the hashed model with k = ``hash_length`` (None: not fine-tuned).
+
+        Call it after every cheap check: it may fine-tune the digits model (seconds) or, with
+        ``--checkpoint default``, the CIFAR-10 model (~30 min once).
+        """
+        return resolve_checkpoint(self.source, self.choice, hash_length)
 
 
 def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: str = "pcm") -> None:
@@ -120,13 +128,11 @@ def single_time(device: Any, text: str) -> list[float]:
     return check_times(device, text)
 
 
-def prepare(args: argparse.Namespace, *, checkpoint: bool = True) -> Prepared:
-    """Validate the common options (device, seeds, data, checkpoint) without heavy compute.
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Validate the common options (device, seeds, data, weights) without heavy compute.
 
     Args:
         args: Parsed options (see :func:`add_hardware_arguments` and ``cli.add_common_arguments``).
-        checkpoint: Resolve ``--checkpoint`` for k = ``--hash-length`` (studies sweeping k resolve
-            one per k themselves).
 
     Raises:
         UsageError, ValueError, FileNotFoundError: With a one-line message naming what is wrong.
@@ -148,8 +154,12 @@ def prepare(args: argparse.Namespace, *, checkpoint: bool = True) -> Prepared:
         limit=args.limit,
         batch_size=args.batch_size,
     )
-    path = resolve_checkpoint(source, args.checkpoint, args.hash_length) if checkpoint else None
-    return Prepared(source=source, device=device, seeds=seeds, checkpoint=path)
+    if args.checkpoint not in CHECKPOINT_CHOICES and not Path(args.checkpoint).expanduser().is_file():
+        raise FileNotFoundError(
+            f"checkpoint {args.checkpoint} not found; pass a file written by studies/finetune.py, "
+            "or 'auto', 'default' or 'none'"
+        )
+    return Prepared(source=source, device=device, seeds=seeds, choice=args.checkpoint)
 
 
 def check_times(device: Any, text: str) -> list[float]:

@@ -90,7 +90,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             f"--times must all be > 0 (log-time axis), got {args.times!r}; use 1s for 'just after'"
         )
     placements = parse_name_list(args.placements, "placement", PLACEMENTS)
-    checkpoint = prepared.checkpoint
+    checkpoint = prepared.checkpoint(args.hash_length)
     variants = [
         Variant(base_config(args, prepared, placement=p, drift_compensation=c), checkpoint=checkpoint)
         for p in placements

@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -143,6 +144,11 @@ class SerialBackend(Backend):
 def _worker_init() -> None:
     # Ctrl-C in a terminal reaches the whole process group: let only the parent react to it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is a multiprocessing semaphore; a worker terminated on interruption would
+    # leak it (and the resource tracker would warn). Workers never draw progress bars: a thread lock.
+    from tqdm.std import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 class ProcessBackend(Backend):

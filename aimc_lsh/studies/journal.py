@@ -48,7 +48,8 @@ class PointRecord:
     def to_line(self) -> bytes:
         """The record as one JSON line (UTF-8, newline-terminated)."""
         payload = {"key": self.key, "params": self.params, "rows": self.rows, "seconds": self.seconds}
-        return (json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True) + "\n").encode()
+        # Key order is kept (not sorted): the CSV's column order comes from the rows' order.
+        return (json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n").encode()
 
 
 def _parse_line(line: bytes, path: Path, number: int) -> PointRecord:

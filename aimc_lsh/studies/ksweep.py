@@ -30,7 +30,6 @@ from aimc_lsh.studies.common import (
 )
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
-from aimc_lsh.studies.workload import resolve_checkpoint
 
 __all__ = ["DEFAULT_HASH_LENGTHS", "build_parser", "build_sweep", "plot_k", "main"]
 
@@ -76,12 +75,12 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         raise UsageError(
             "a k sweep needs one checkpoint per k: use --checkpoint auto, default or none, not a file"
         )
-    prepared = prepare(args, checkpoint=False)
+    prepared = prepare(args)
     times = single_time(prepared.device, args.time)
     ks = parse_int_list(args.hash_lengths, "hash length", minimum=1)
     devices = [prepared.device] + ([load_device("ideal")] if args.ideal_reference else [])
     variants = []
-    checkpoints = {k: resolve_checkpoint(prepared.source, args.checkpoint, k) for k in ks}
+    checkpoints = {k: prepared.checkpoint(k) for k in ks}
     for device in devices:
         ideal = device.name == "ideal" and device is not prepared.device
         for k in ks:

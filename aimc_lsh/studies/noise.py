@@ -149,28 +149,26 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     knobs = parse_name_list(args.knobs, "knob", list(KNOBS))
     values = _knob_values(args, knobs)
     placements = parse_name_list(args.placements, "placement", PLACEMENTS)
-    variants = []
-    for name in knobs:
-        knob = KNOBS[name]
-        for placement in placements:
-            if placement == "conventional" and knob.where == "sense_amp":
-                continue  # no comparators in the conventional read-out
-            for value in values[name]:
-                variants.append(
-                    Variant(
-                        _variant_config(args, prepared, placement, knob, value),
-                        checkpoint=prepared.checkpoint,
-                        labels={"knob": name, "knob_value": float(value)},
-                    )
-                )
-    if not variants:
+    configs = [
+        (name, placement, value, _variant_config(args, prepared, placement, KNOBS[name], value))
+        for name in knobs
+        for placement in placements
+        if not (placement == "conventional" and KNOBS[name].where == "sense_amp")  # no comparators there
+        for value in values[name]
+    ]
+    if not configs:
         raise UsageError("nothing to sweep: sense-amp knobs apply to hashed placements only")
+    checkpoint = prepared.checkpoint(args.hash_length)
+    variants = [
+        Variant(config, checkpoint=checkpoint, labels={"knob": name, "knob_value": float(value)})
+        for name, placement, value, config in configs
+    ]
     points, context = make_points(prepared.source, variants, prepared.seeds, times)
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
         f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + ("" if prepared.checkpoint else "; hashed model NOT fine-tuned")
+        + ("" if checkpoint else "; hashed model NOT fine-tuned")
     )
     return Sweep(
         name=f"noise_{prepared.device.name}_{source.dataset}",
@@ -184,7 +182,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             "time_seconds": times[0],
             "seeds": prepared.seeds,
             "device": prepared.device.to_dict(),
-            "checkpoint": prepared.checkpoint,
+            "checkpoint": checkpoint,
         },
         plot=lambda frame, path: plot_noise(frame, path, title=title),
     )

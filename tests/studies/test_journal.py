@@ -50,6 +50,14 @@ def test_torn_tail_is_dropped_and_cut_before_appending(tmp_path):
     assert len(Journal(path).read()) == 2
 
 
+def test_row_key_order_survives_the_round_trip(tmp_path):
+    # The CSV column order comes from the rows: a resumed point must not come back with sorted keys.
+    with Journal(tmp_path / "j.jsonl") as journal:
+        journal.open()
+        journal.append(_record(1, rows=[{"z": 1, "a": 2, "m": 3}]))
+    assert list(Journal(tmp_path / "j.jsonl").read()[point_key({"a": 1})].rows[0]) == ["z", "a", "m"]
+
+
 def test_damaged_middle_line_is_an_error(tmp_path):
     path = tmp_path / "j.jsonl"
     path.write_bytes(_record(1).to_line() + b"{not json\n" + _record(2).to_line())

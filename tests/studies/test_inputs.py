@@ -1,0 +1,112 @@
+"""Bad inputs exit non-zero with one clear line, before any point is computed."""
+
+import subprocess
+
+import pytest
+
+from aimc_lsh.studies import adc, drift, ksweep, noise
+from tests.studies.conftest import REPO, script
+
+CASES = [
+    (["--device", "nosuchdevice"], "unknown device 'nosuchdevice'; available:"),
+    (["--times="], "the time list is empty"),
+    (["--times=-1h"], "time '-1h' is negative"),
+    (["--times", "1s,1h,1s"], "repeats a value"),
+    (["--times", "0"], "must all be > 0"),
+    (["--times", "1 fortnight"], "cannot read time"),
+    (["--seeds", "-3"], "seed -3 is below the minimum 0"),
+    (["--placements", "diagonal"], "unknown placement diagonal; allowed:"),
+    (["--checkpoint", "/no/such/file.pt"], "checkpoint /no/such/file.pt not found"),
+    (["--device", "reram_wan2022"], "only has data at t_inference"),
+    (["--workers", "0"], "argument --workers: must be a positive integer"),
+    (["--hash-length", "0"], "--hash-length must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("extra, message", CASES)
+def test_drift_rejects_bad_input_in_one_line(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    try:
+        code = drift.main(["--dataset", "digits", "--out", str(out), "--no-progress", *extra])
+    except SystemExit as stop:  # argparse errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("drift_sweep.py: error: ") and message in lines[0], err
+    assert not list(out.glob("*.journal.jsonl")) and not list(out.glob("*.csv"))  # nothing computed
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = drift.main(["--dataset", "digits", "--out", str(blocker / "sub"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "is not writable" in err
+
+
+def test_missing_cifar_data_says_how_to_provide_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    code = drift.main(["--out", str(tmp_path / "o"), "--data-root", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "--data-root" in err and "AIMC_LSH_DATA" in err and "--dataset digits" in err
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    code = drift.main(["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no CIFAR-10 data folder given" in err and "AIMC_LSH_DATA" in err
+
+
+@pytest.mark.parametrize(
+    "study, extra, message",
+    [
+        (noise, ["--knobs", "loudness"], "unknown knob loudness"),
+        (noise, ["--values", "sa_offset=0,x"], "is not a number"),
+        (noise, ["--values", "volume=1"], "expected KNOB=V1,V2"),
+        (noise, ["--device", "ideal", "--knobs", "prog_noise_scale"], "needs a device with an aihwkit noise"),
+        (noise, ["--time", "1s,1h"], "--time takes one time"),
+        (ksweep, ["--hash-lengths", "64,0"], "hash length 0 is below the minimum 1"),
+        (ksweep, ["--checkpoint", "some.pt"], "needs one checkpoint per k"),
+        (adc, ["--bits", "0"], "outside 1..24"),
+        (adc, ["--bits", "4,many"], "not an integer or 'ideal'"),
+    ],
+)
+def test_sibling_studies_reject_bad_input(tmp_path, capsys, study, extra, message):
+    code = study.main(["--dataset", "digits", "--out", str(tmp_path), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and message in err, err
+
+
+def test_real_process_exit_status(tmp_path):
+    done = subprocess.run(
+        [
+            *script("drift_sweep.py"),
+            "--dataset",
+            "digits",
+            "--device",
+            "nosuchdevice",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "unknown device 'nosuchdevice'" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["drift_sweep.py", "noise_sweep.py", "k_sweep.py", "adc_sweep.py"])
+def test_help_documents_every_option(name):
+    done = subprocess.run([*script(name), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    options = [tok for tok in done.stdout.split() if tok.startswith("--") and tok != "--help"]
+    assert {"--device", "--seeds", "--out", "--workers", "--ray-address", "--checkpoint", "--data-root"} <= {
+        o.rstrip(",") for o in options
+    }
+    module = {"drift_sweep.py": drift, "noise_sweep.py": noise, "k_sweep.py": ksweep, "adc_sweep.py": adc}[
+        name
+    ]
+    for action in module.build_parser()._actions:
+        assert action.help and len(action.help) > 15, action.option_strings
