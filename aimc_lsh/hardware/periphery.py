@@ -19,8 +19,13 @@ _POOLS: dict[tuple[str, torch.dtype], Tensor] = {}
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like ``x`` from ``generator`` (on ``x``'s device and dtype)."""
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    """Standard normal noise shaped like ``x`` from ``generator`` (on ``x``'s device and dtype).
+
+    A generator on another device (e.g. a CPU generator for CUDA tensors) draws there and the noise
+    is moved, so the same seed gives the same noise wherever the tensors live.
+    """
+    where = x.device if generator is None else generator.device
+    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
 
 
 def gaussian_pool(device: torch.device, dtype: torch.dtype, min_size: int = _POOL_SIZE) -> Tensor:
@@ -153,7 +158,9 @@ def comparator(
     decision = torch.where(margin >= 0, 1.0, -1.0).to(margin.dtype)
     if isinstance(band, float | int) and band == 0:
         return decision
-    coin = torch.where(torch.rand(margin.shape, generator=generator, device=margin.device) < 0.5, 1.0, -1.0)
+    where = margin.device if generator is None else generator.device
+    uniform = torch.rand(margin.shape, generator=generator, device=where).to(margin.device)
+    coin = torch.where(uniform < 0.5, 1.0, -1.0)
     return torch.where(margin.abs() < band, coin.to(margin.dtype), decision)
 
 
