@@ -85,6 +85,9 @@ def program(model: nn.Module, seed: int = 0) -> nn.Module:
         else:
             module._aimc_lsh_seed = layer_seed
             for block, tile in _aihwkit_tiles(module):
+                periphery = getattr(tile.tile, "periphery", None)
+                if periphery is not None:  # restart the per-read noise stream, as the fast path does
+                    periphery.generator.manual_seed(derive_seed(layer_seed, "reads", *block))
                 with seeded_rng(derive_seed(layer_seed, *block)):
                     tile.program_weights()
     return model
@@ -114,10 +117,12 @@ def drift(model: nn.Module, t_inference: float) -> nn.Module:
             module.hardware_drift(t_inference)
         else:
             layer_seed = getattr(module, "_aimc_lsh_seed", None)
+            if layer_seed is None:  # never programmed: program as program(model, seed=0) would
+                layer_seed = module._aimc_lsh_seed = derive_seed(0, path)
+                for block, tile in _aihwkit_tiles(module):
+                    with seeded_rng(derive_seed(layer_seed, *block)):
+                        tile.program_weights()
             for block, tile in _aihwkit_tiles(module):
-                seed = derive_seed(
-                    layer_seed if layer_seed is not None else 0, "drift", float(t_inference), *block
-                )
-                with seeded_rng(seed):
+                with seeded_rng(derive_seed(layer_seed, "drift", float(t_inference), *block)):
                     tile.drift_weights(t_inference)
     return model

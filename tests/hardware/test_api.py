@@ -56,3 +56,15 @@ def test_layers_in_nested_modules_get_distinct_draws():
     a = model[0].stages.tiles[(0, 0)].sa_offsets
     b = model[1].stages.tiles[(0, 0)].sa_offsets
     assert not torch.equal(a, b)
+
+
+def test_aihwkit_models_program_reproducibly_and_drift_programs_first(tiny_net, tiny_input):
+    config = HardwareConfig(placement="conventional", device="pcm", backend="aihwkit")
+    a = drift(convert_conventional(tiny_net, config), 60.0)
+    b = drift(program(convert_conventional(tiny_net, config), seed=0), 60.0)
+    with torch.no_grad():
+        first = a(tiny_input)
+        assert torch.equal(first, b(tiny_input))
+        program(a, seed=0)
+        drift(a, 60.0)
+        assert torch.equal(a(tiny_input), first)  # reprogramming restarts the per-read noise too
