@@ -41,6 +41,17 @@ def _aihwkit_tiles(module: nn.Module) -> list[tuple[tuple[int, int], Any]] | Non
     return [((0, 0), analog)]
 
 
+def _program_aihwkit(module: nn.Module, layer_seed: int) -> None:
+    """Program every tile of an aihwkit layer with aihwkit's ``program_weights`` (per-tile seeds)."""
+    module._aimc_lsh_seed = layer_seed
+    for block, tile in _aihwkit_tiles(module):
+        periphery = getattr(tile.tile, "periphery", None)
+        if periphery is not None:  # restart the per-read noise stream, as the fast path does
+            periphery.generator.manual_seed(derive_seed(layer_seed, "reads", *block))
+        with seeded_rng(derive_seed(layer_seed, *block)):
+            tile.program_weights()
+
+
 def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` of every layer of ``model`` that holds programmable analog state."""
     found = []
@@ -83,13 +94,7 @@ def program(model: nn.Module, seed: int = 0) -> nn.Module:
         elif hasattr(module, "hardware_program"):
             module.hardware_program(layer_seed)
         else:
-            module._aimc_lsh_seed = layer_seed
-            for block, tile in _aihwkit_tiles(module):
-                periphery = getattr(tile.tile, "periphery", None)
-                if periphery is not None:  # restart the per-read noise stream, as the fast path does
-                    periphery.generator.manual_seed(derive_seed(layer_seed, "reads", *block))
-                with seeded_rng(derive_seed(layer_seed, *block)):
-                    tile.program_weights()
+            _program_aihwkit(module, layer_seed)
     return model
 
 
@@ -118,10 +123,8 @@ def drift(model: nn.Module, t_inference: float) -> nn.Module:
         else:
             layer_seed = getattr(module, "_aimc_lsh_seed", None)
             if layer_seed is None:  # never programmed: program as program(model, seed=0) would
-                layer_seed = module._aimc_lsh_seed = derive_seed(0, path)
-                for block, tile in _aihwkit_tiles(module):
-                    with seeded_rng(derive_seed(layer_seed, *block)):
-                        tile.program_weights()
+                layer_seed = derive_seed(0, path)
+                _program_aihwkit(module, layer_seed)
             for block, tile in _aihwkit_tiles(module):
                 with seeded_rng(derive_seed(layer_seed, "drift", float(t_inference), *block)):
                     tile.drift_weights(t_inference)
