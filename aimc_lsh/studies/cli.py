@@ -292,7 +292,10 @@ def run_main(
     from aimc_lsh.studies.journal import JournalError
     from aimc_lsh.studies.runner import SweepInterrupted, check_output_dir, run_sweep
 
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # usage error (already printed in one line) or --help
+        return int(stop.code or 0)
     prog = parser.prog
     try:
         out_dir = check_output_dir(args.out)

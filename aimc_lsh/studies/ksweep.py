@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from aimc_lsh.studies.cli import StudyParser, UsageError, add_common_arguments, parse_int_list, run_main
@@ -139,7 +138,7 @@ def plot_k(frame: pd.DataFrame, path: str | Path, *, title: str | None = None) -
     return written
 
 
-def _baseline(ax: plt.Axes, frame: pd.DataFrame) -> None:
+def _baseline(ax: Any, frame: pd.DataFrame) -> None:
     base = frame[frame["placement"] == "conventional"]["accuracy"] * 100.0
     if base.empty:
         return

@@ -2,7 +2,8 @@
 
 :func:`summarise` reduces a tidy results frame to mean, std and count per (group, x);
 :func:`plot_bands` draws it (optionally one panel per value of a column) and saves a PNG atomically.
-Matplotlib runs on the non-interactive ``Agg`` backend, so plotting works without a display.
+Figures are built with matplotlib's object API (:class:`~matplotlib.figure.Figure`, no pyplot), so
+plotting works without a display and never changes the backend of the caller (e.g. a notebook).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib import rcParams
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display needed; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from aimc_lsh.utils import atomic_path  # noqa: E402
+from aimc_lsh.utils import atomic_path
 
 __all__ = ["summarise", "plot_bands", "group_label"]
 
@@ -108,9 +107,8 @@ def plot_bands(
     panels = sorted(frame[panel_by].dropna().unique().tolist()) if panel_by else [None]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(5.6 * ncols, 4.0 * nrows), sharey=True, squeeze=False, constrained_layout=True
-    )
+    fig = Figure(figsize=(5.6 * ncols, 4.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     flat_axes = axes.ravel().tolist()
     for unused in flat_axes[len(panels) :]:
         unused.set_visible(False)
@@ -120,7 +118,7 @@ def plot_bands(
         sorted({tuple(v) for v in frame[colours].astype(str).itertuples(index=False)}) if colours else []
     )
     style_values = sorted(frame[style_by].astype(str).unique().tolist()) if style_by else []
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(flat_axes, panels, strict=False):
         part = frame if panel is None else frame[frame[panel_by] == panel]
         stats = summarise(part, x, y, keys)
@@ -152,5 +150,4 @@ def plot_bands(
         fig.suptitle(textwrap.fill(title, width=int(78 * ncols)), fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return Path(path)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from aimc_lsh.studies.executors import PointError, PointFn, make_backend
 from aimc_lsh.studies.grid import Params, check_params, point_key
