@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import hashed_layers, patch_model
@@ -22,3 +23,25 @@ def test_hashed_model_under_noise_is_evaluated_on_a_copy(digits_teacher, digits_
     assert not any(isinstance(layer.stages, NoisyTrainingStages) for _, layer in hashed_layers(model))
     with pytest.raises(ValueError, match="repeats"):
         accuracy_under_noise(model, test, NoiseSpec(), repeats=0)
+
+
+def test_trained_checkpoint_runs_on_programmed_pcm_tiles(digits_teacher, digits_data, tmp_path):
+    from aimc_lsh.models import DigitsNet
+    from aimc_lsh.train import load_checkpoint, save_checkpoint
+    from aimc_lsh.train.robustness import hardware_accuracy, hardware_model
+
+    _, test = digits_data
+    hashed = patch_model(digits_teacher, HashConfig(hash_length=64, seed=4))
+    save_checkpoint(tmp_path / "h.pt", hashed)
+    ckpt = load_checkpoint(tmp_path / "h.pt")
+    hw = hardware_model(ckpt, DigitsNet(), device="ideal", placement="codes_on_array")
+    x = test.tensors()[0][:32]
+    from aimc_lsh.hardware import program
+
+    program(hw, seed=0)
+    hashed.eval()
+    assert torch.allclose(hw(x), hashed(x), rtol=1e-4, atol=1e-4)  # ideal device == digital hashing
+    acc = hardware_accuracy(
+        ckpt, DigitsNet(), test, device="pcm", placement="projection_on_array", seeds=(0, 1)
+    )
+    assert 0.0 <= acc.mean <= 1.0 and acc.repeats == 2
