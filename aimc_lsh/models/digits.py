@@ -18,6 +18,17 @@ from aimc_lsh.utils import check_seed, make_generator
 __all__ = ["DigitsNet", "DigitsTrainResult", "train_digits_model"]
 
 
+def _check_images(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` has shape (N, 1, 8, 8)."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"DigitsNet expects images of shape (N, 1, 8, 8), got {tuple(x.shape)}")
+
+
+# torch.fx records the check as one opaque call instead of tracing its shape test (which it cannot), so
+# DigitsNet stays symbolically traceable (model surgery such as aimc_lsh.nn.merging relies on that).
+torch.fx.wrap("_check_images")
+
+
 class DigitsNet(nn.Module):
     """conv 1->``channels`` 3x3 (padding 1) -> ReLU -> 2x2 max-pool -> linear (``channels`` * 16 -> 10)."""
 
@@ -35,8 +46,7 @@ class DigitsNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, num_classes) from images (N, 1, 8, 8) in [0, 1]."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
-            raise ValueError(f"DigitsNet expects images of shape (N, 1, 8, 8), got {tuple(x.shape)}")
+        _check_images(x)
         x = F.max_pool2d(F.relu(self.conv(x)), 2)
         return self.fc(torch.flatten(x, 1))
 
