@@ -16,6 +16,10 @@ Placements:
 * ``projection_on_array`` (the hackathon's hardware story): P programmed on a tile, sense amplifiers
   (1-bit ADCs) produce h_x, the Hamming distance to pre-stored h_W is computed digitally.
 * ``conventional``: real weights on tiles with an n-bit ADC (the AIMC baseline).
+
+With ``kernel="product_quantization"`` ``codes_on_array`` programs the layer's look-up table on the
+tiles (the one-hot centroid codes drive its word lines); there is no projection, so
+``projection_on_array`` is rejected (a kernel class lists what it supports in ``placements``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import yaml
 
 from aimc_lsh.hardware.devices import IDEAL_DEVICE, DeviceProfile, load_device
 from aimc_lsh.hardware.specs import ADC, SenseAmp, TileSpec, check_positive_int
-from aimc_lsh.kernels import HashConfig
+from aimc_lsh.kernels import HashConfig, get_kernel_class
 from aimc_lsh.utils import atomic_write_text
 
 PLACEMENTS = ("codes_on_array", "projection_on_array", "conventional")
@@ -108,6 +112,7 @@ class HardwareConfig(HashConfig):
             raise ValueError(f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
         if self.analog_projection is not None and not isinstance(self.analog_projection, bool):
             raise ValueError(f"analog_projection must be True, False or None, got {self.analog_projection!r}")
+        self._check_kernel_support()
         if self.placement == "projection_on_array" and self.analog_projection is False:
             raise ValueError(
                 "placement='projection_on_array' programs P on a tile, so analog_projection cannot be False "
@@ -122,6 +127,27 @@ class HardwareConfig(HashConfig):
         if self.drift_compensation is not None and not isinstance(self.drift_compensation, bool):
             raise ValueError(
                 f"drift_compensation must be True, False or None, got {self.drift_compensation!r}"
+            )
+
+    def _check_kernel_support(self) -> None:
+        """Reject placements and backends the kernel class does not declare (``placements``, ``backends``)."""
+        kernel_class = get_kernel_class(self.kernel)
+        placements = getattr(kernel_class, "placements", PLACEMENTS)
+        if self.placement not in placements:
+            raise ValueError(
+                f"kernel {self.kernel!r} cannot run with placement={self.placement!r}; "
+                f"allowed for it: {', '.join(placements)}"
+            )
+        if self.analog_projection and "projection_on_array" not in placements:
+            raise ValueError(
+                f"kernel {self.kernel!r} has no projection to put on a tile: analog_projection must be "
+                f"None or False, got {self.analog_projection!r}"
+            )
+        backends = getattr(kernel_class, "backends", BACKENDS)
+        if self.placement != "conventional" and self.backend not in backends:
+            raise ValueError(
+                f"kernel {self.kernel!r} is simulated with backend {' or '.join(map(repr, backends))} only, "
+                f"got backend={self.backend!r}"
             )
 
     # ------------------------------------------------------------------ resolved settings

@@ -1,8 +1,19 @@
-"""The math of hashed dot products: SimHash kernels, sign STEs, configs and the ideal pipeline."""
+"""The math of approximate dot products: SimHash and product-quantization kernels, STEs, configs."""
 
 from aimc_lsh.kernels.base import HashKernel, cosine_from_similarity, safe_norm, safe_sqrt
 from aimc_lsh.kernels.config import HashConfig  # noqa: I001  (needs the registered kernels above)
 from aimc_lsh.kernels.learned_proj import LearnedProjKernel
+from aimc_lsh.kernels.pq import (
+    assignment_ste,
+    distortion,
+    hard_assignment,
+    kmeans,
+    kmeans_plus_plus,
+    lookup_table,
+    quantize_table,
+    squared_distances,
+)
+from aimc_lsh.kernels.pq_kernel import PQKernel
 from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair
@@ -15,16 +26,25 @@ __all__ = [
     "HashKernel",
     "HashStages",
     "LearnedProjKernel",
+    "PQKernel",
     "RandomProjKernel",
     "TilePair",
+    "assignment_ste",
     "build_kernel",
     "cosine_from_similarity",
+    "distortion",
     "get_kernel_class",
+    "hard_assignment",
     "hard_sign",
     "kernel_names",
+    "kmeans",
+    "kmeans_plus_plus",
+    "lookup_table",
+    "quantize_table",
     "random_projection",
     "register_kernel",
     "safe_norm",
     "safe_sqrt",
     "sign_ste",
+    "squared_distances",
 ]

@@ -1,4 +1,10 @@
-"""``HashConfig``: how a layer is hashed (kernel, hash length, tiling), independent of hardware."""
+"""``HashConfig``: how a layer is hashed (kernel, hash length, tiling), independent of hardware.
+
+Kernel classes may declare what they accept (class attributes, all optional): ``config_options``
+(constructor keyword -> config field, default ``orthogonal`` and ``ste``) and ``supports_tiling`` (False:
+``input_tile_size`` / ``output_tile_size`` must stay None); hardware configs also read ``placements`` and
+``backends``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Self
 
+from aimc_lsh.kernels.pq_kernel import check_table_bits, check_temperature
 from aimc_lsh.kernels.registry import get_kernel_class
 from aimc_lsh.kernels.stages import HashStages
 from aimc_lsh.kernels.ste import STE_MODES
+
+_SIMHASH_OPTIONS = {"orthogonal": "orthogonal", "ste": "ste"}
+"""Kernel keyword -> config field for kernels that declare no ``config_options``."""
 
 
 def _check_optional_positive(name: str, value: int | None) -> None:
@@ -29,7 +39,8 @@ class HashConfig:
     (fixed random P) or ``learned_projection`` (trainable P)."""
 
     hash_length: int = 128
-    """Number of hash bits k per projection (per tile pair when tiled); must be > 0."""
+    """The kernel's size, > 0: k bits per projection (per tile pair when tiled) for SimHash kernels,
+    K centroids per codebook for ``product_quantization``."""
 
     orthogonal: bool = False
     """Draw P with orthonormal rows (blocks of at most d rows) instead of i.i.d. Gaussian rows."""
@@ -46,8 +57,21 @@ class HashConfig:
     output_tile_size: int | None = None
     """Output channels (features) per output tile, each with its own P; None: one tile."""
 
+    pq_subvector_length: int | None = None
+    """``product_quantization`` only: sub-vector length V (g whole input channels' kh x kw patches, so
+    kh*kw must divide V and V/(kh*kw) the input channels). None: 9 for convolutions with kh*kw > 1
+    (one channel's 3x3 patch), 4 otherwise (4 consecutive channels or features)."""
+
+    pq_table_bits: int | None = 8
+    """``product_quantization`` only: bits of the look-up table of centroid . weight products, quantised
+    symmetrically per output row (>= 2); None keeps a float table."""
+
+    pq_temperature: float = 1.0
+    """``product_quantization`` only: initial temperature t (> 0) of the soft assignment
+    ``softmax(-distance / t)`` whose gradient the hard nearest-centroid forward pass uses (t is learned)."""
+
     def __post_init__(self) -> None:
-        get_kernel_class(self.kernel)  # raises with the list of registered kernels
+        kernel_class = get_kernel_class(self.kernel)  # raises with the list of registered kernels
         if (
             not isinstance(self.hash_length, int)
             or isinstance(self.hash_length, bool)
@@ -60,6 +84,19 @@ class HashConfig:
             raise ValueError(f"unknown ste {self.ste!r}; allowed: {', '.join(STE_MODES)}")
         _check_optional_positive("input_tile_size", self.input_tile_size)
         _check_optional_positive("output_tile_size", self.output_tile_size)
+        v = self.pq_subvector_length
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+            raise ValueError(f"pq_subvector_length must be a positive int or None (the default V), got {v!r}")
+        check_table_bits(self.pq_table_bits, "pq_table_bits")
+        check_temperature(self.pq_temperature, "pq_temperature")
+        if not getattr(kernel_class, "supports_tiling", True) and (
+            self.input_tile_size is not None or self.output_tile_size is not None
+        ):
+            raise ValueError(
+                f"kernel {self.kernel!r} does not tile: input_tile_size and output_tile_size must be None "
+                f"(got {self.input_tile_size!r}, {self.output_tile_size!r}); hardware tiles are set by "
+                "HardwareConfig.tile"
+            )
 
     def replace(self, **changes: Any) -> Self:
         """Return a copy with ``changes`` applied (validated like a new config).
@@ -78,8 +115,13 @@ class HashConfig:
         return dataclasses.replace(self, **changes)
 
     def kernel_options(self) -> dict[str, Any]:
-        """Keyword arguments passed to the kernel class besides ``in_features`` and ``hash_length``."""
-        return {"orthogonal": self.orthogonal, "ste": self.ste}
+        """Keyword arguments passed to the kernel class besides ``in_features`` and ``hash_length``.
+
+        They are the config fields named by the kernel class's ``config_options`` (default: ``orthogonal``
+        and ``ste``, the SimHash options).
+        """
+        options = getattr(get_kernel_class(self.kernel), "config_options", _SIMHASH_OPTIONS)
+        return {keyword: getattr(self, name) for keyword, name in options.items()}
 
     def build_stages(self) -> HashStages:
         """Return the stage object a layer with this config computes with (ideal digital here)."""
