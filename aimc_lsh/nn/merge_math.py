@@ -194,6 +194,8 @@ def merge_chain_modules(
     consumer: nn.Module,
     assignment: Tensor,
     weights: Tensor | None,
+    *,
+    metric: Tensor | None = None,
 ) -> tuple[nn.Module, _BatchNorm | None, nn.Module]:
     """Build the narrower producer, norm and consumer of one merged chain.
 
@@ -204,13 +206,20 @@ def merge_chain_modules(
             per channel (flattened feature maps, ``in_features = C * G``).
         assignment: (C,) bucket index of every channel (``0 .. B - 1``).
         weights: (C,) member weights for the representatives, or None for uniform.
+        metric: (D + 1, D + 1) factor ``L``: representatives and scales are computed for ``v L`` and
+            mapped back (see :mod:`aimc_lsh.nn.merge_calibration`); None: plain vectors.
 
     Returns:
         New ``(producer, norm, consumer)`` modules with B channels (same devices, dtypes, training flags).
 
     """
     vectors, fold, beta = (t.double() for t in folded_vectors(producer, norm))
-    reps, scales = representatives(vectors, assignment, weights)
+    if metric is None:
+        reps, scales = representatives(vectors, assignment, weights)
+    else:
+        factor = metric.double()
+        reps, scales = representatives(vectors @ factor, assignment, weights)
+        reps = torch.linalg.solve_triangular(factor.T, reps.T, upper=True).T  # back from v L to v
     n_buckets = reps.shape[0]
     w_uniform = torch.ones(len(assignment), dtype=torch.float64)
     w_all = w_uniform if weights is None else weights.double()

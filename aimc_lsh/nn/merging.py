@@ -16,7 +16,7 @@ Public API:
     MergeConfig; plan_merges(model, config, batches) -> MergePlan;
     apply_merge_plan(model, plan, inplace) -> (model, MergeReport);
     merge_neurons(model, config, batches, inplace) -> (model, MergeReport);
-    activation_means(model, chains, batches); layer_projection(config_seed, path, dim, bits).
+    layer_projection(seed, path, dim, bits); select_buckets(vectors, projection, config).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from aimc_lsh.kernels.random_proj import random_projection
 from aimc_lsh.nn.fx_chains import MergeChain, find_merge_chains
+from aimc_lsh.nn.merge_calibration import Batches, calibrate_chains
 from aimc_lsh.nn.merge_math import (
     bucket_assignment,
     bucket_count,
@@ -46,14 +47,14 @@ __all__ = [
     "MergeConfig",
     "MergePlan",
     "MergeReport",
-    "activation_means",
     "apply_merge_plan",
     "layer_projection",
     "merge_neurons",
     "plan_merges",
 ]
 
-Batches = Tensor | Iterable[Tensor | tuple | list] | None
+METRICS = ("auto", "inputs", "weights")
+"""Allowed values of :attr:`MergeConfig.metric`."""
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -88,6 +89,13 @@ class MergeConfig:
     max_bits: int = 64
     """Rows of each layer's projection: the longest fingerprint considered."""
 
+    metric: str = "auto"
+    """Geometry of the neuron vectors for hashing and representatives: ``"inputs"`` measures angles and
+    least-squares scales between the neurons' pre-activation outputs on the calibration data (see
+    :mod:`aimc_lsh.nn.merge_calibration`; needs ``batches``), ``"weights"`` uses the raw folded vectors
+    ``[a_i, b_i]``, ``"auto"`` is ``"inputs"`` when calibration batches are given, else ``"weights"``.
+    Exact merges of positive multiples hold in both."""
+
     refine: bool = True
     """``target_ratio`` mode: after choosing m, split the largest buckets by bit m + 1 while the count
     stays within the target (one level of a prefix tree), so layers land close to the target instead of
@@ -111,6 +119,8 @@ class MergeConfig:
                 raise ValueError(f"target_ratio must be a number in (0, 1], got {ratio!r}")
         check_seed(self.seed)
         _positive_int(self.min_channels, "min_channels")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise ValueError(f"skip must be a sequence of module paths, got {self.skip!r}")
         object.__setattr__(self, "skip", tuple(self.skip))
@@ -130,6 +140,9 @@ class LayerMerge:
     """(C,) bucket index of every neuron (buckets numbered by first member)."""
     weights: Tensor | None = None
     """(C,) mean post-ReLU activation of every neuron on calibration data, or None (uniform)."""
+    metric: Tensor | None = None
+    """(D + 1, D + 1) lower factor ``L`` of the input second moments (vectors are hashed and averaged as
+    ``v L``), or None for the plain weight geometry."""
 
     @property
     def channels_before(self) -> int:
@@ -223,70 +236,17 @@ def _check_skip(model: nn.Module, skip: tuple[str, ...]) -> None:
         )
 
 
-def _iter_batches(batches: Batches) -> Iterable[Tensor]:
-    if batches is None:
-        return
-    if isinstance(batches, Tensor):
-        batches = [batches]
-    for batch in batches:
-        yield batch[0] if isinstance(batch, tuple | list) else batch
-
-
-@torch.no_grad()
-def activation_means(model: nn.Module, chains: list[MergeChain], batches: Batches) -> dict[str, Tensor]:
-    """Mean post-ReLU activation of every chain's neurons over calibration batches.
-
-    Args:
-        model: The network (run in eval mode; training flags are restored).
-        chains: The chains whose producers are measured.
-        batches: A tensor of inputs, or an iterable of tensors or ``(inputs, labels)`` pairs.
-
-    Returns:
-        Producer path -> (C,) float64 means (empty without batches).
-
-    """
-    sums: dict[str, Tensor] = {}
-    counts: dict[str, int] = {}
-    handles = []
-
-    def hook(path: str, channel_dim: int) -> Callable:
-        def record(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
-            act = torch.relu(output.detach()).double().movedim(channel_dim, -1)
-            act = act.reshape(-1, act.shape[-1])
-            sums[path] = sums.get(path, 0) + act.sum(0).cpu()
-            counts[path] = counts.get(path, 0) + act.shape[0]
-
-        return record
-
-    for chain in chains:
-        producer = model.get_submodule(chain.producer)
-        watched = model.get_submodule(chain.norm) if chain.norm else producer
-        channel_dim = 1 if isinstance(producer, nn.Conv2d) else -1
-        handles.append(watched.register_forward_hook(hook(chain.producer, channel_dim)))
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        for inputs in _iter_batches(batches):
-            model(inputs.to(device))
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.train(flag)
-    return {p: sums[p] / max(counts[p], 1) for p in sums}
-
-
 def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, name = path.rpartition(".")
     setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
 
 
-def chain_vectors(model: nn.Module, chain: MergeChain) -> Tensor:
-    """Folded neuron vectors (C, D + 1) of a chain's producer in ``model`` (float64, detached)."""
+def chain_vectors(model: nn.Module, chain: MergeChain, metric: Tensor | None = None) -> Tensor:
+    """Folded neuron vectors (C, D + 1) of a chain's producer (float64, detached; times ``metric``)."""
     norm = model.get_submodule(chain.norm) if chain.norm else None
     with torch.no_grad():
-        return folded_vectors(model.get_submodule(chain.producer), norm)[0].double()
+        vectors = folded_vectors(model.get_submodule(chain.producer), norm)[0].double()
+    return vectors if metric is None else vectors @ metric
 
 
 def select_buckets(vectors: Tensor, projection: Tensor, config: MergeConfig) -> tuple[int, Tensor, Tensor]:
@@ -339,12 +299,17 @@ def select_buckets(vectors: Tensor, projection: Tensor, config: MergeConfig) -> 
 Decide = Callable[[int, MergeChain, Tensor, Tensor], tuple[int, Tensor, Tensor]]
 
 
+ChainStats = tuple[Tensor | None, Tensor | None]
+"""Activation weights and input-metric factor of one chain (either may be None)."""
+
+
 def walk_chains(
     model: nn.Module,
     chains: list[MergeChain],
     config: MergeConfig,
     decide: Decide,
-    weights: dict[str, Tensor | None],
+    stats: dict[str, ChainStats],
+    recalibrate: Callable[[nn.Module, MergeChain], ChainStats] | None = None,
 ) -> list[LayerMerge]:
     """Build buckets chain by chain, merging a chain before hashing a later chain that it feeds.
 
@@ -357,7 +322,10 @@ def walk_chains(
         chains: The chains, in execution order.
         config: Merge configuration (projection seed, skip list).
         decide: ``(index, chain, vectors, projection) -> (bits, fingerprints, assignment)``.
-        weights: Producer path -> activation weights (missing or None: uniform).
+        stats: Producer path -> (activation weights, metric factor); missing or None: uniform weights,
+            weight geometry.
+        recalibrate: ``(scratch, chain) -> stats`` for a chain whose input width changed upstream (its
+            metric no longer fits); None drops the metric of such a chain.
 
     Returns:
         One :class:`LayerMerge` per chain.
@@ -367,14 +335,18 @@ def walk_chains(
     scratch = model
     layers = []
     for index, chain in enumerate(chains):
-        vectors = chain_vectors(scratch, chain)
+        weights, metric = stats.get(chain.producer, (None, None))
+        width = chain_vectors(scratch, chain).shape[1]
+        if metric is not None and metric.shape[0] != width:
+            weights, metric = recalibrate(scratch, chain) if recalibrate is not None else (weights, None)
+        vectors = chain_vectors(scratch, chain, metric)
         if _skipped(chain.producer, config.skip):
             assignment = torch.arange(vectors.shape[0])
             layers.append(LayerMerge(chain, 0, torch.zeros(len(assignment), 0, dtype=torch.bool), assignment))
             continue
-        projection = layer_projection(config.seed, chain.producer, vectors.shape[1], config.max_bits)
+        projection = layer_projection(config.seed, chain.producer, width, config.max_bits)
         bits, fingerprints, assignment = decide(index, chain, vectors, projection)
-        layer = LayerMerge(chain, bits, fingerprints, assignment, weights.get(chain.producer))
+        layer = LayerMerge(chain, bits, fingerprints, assignment, weights, metric)
         if chain.consumer in producers[index + 1 :] and layer.channels_after < layer.channels_before:
             if scratch is model:
                 scratch = copy.deepcopy(model)
@@ -390,7 +362,9 @@ def _apply_layer(model: nn.Module, layer: LayerMerge) -> None:
     producer = model.get_submodule(chain.producer)
     norm = model.get_submodule(chain.norm) if chain.norm else None
     consumer = model.get_submodule(chain.consumer)
-    new_p, new_n, new_c = merge_chain_modules(producer, norm, consumer, layer.assignment, layer.weights)
+    new_p, new_n, new_c = merge_chain_modules(
+        producer, norm, consumer, layer.assignment, layer.weights, metric=layer.metric
+    )
     _set_submodule(model, chain.producer, new_p)
     if chain.norm and new_n is not None:
         _set_submodule(model, chain.norm, new_n)
@@ -406,28 +380,62 @@ def _fresh_decision(config: MergeConfig) -> Decide:
     return decide
 
 
+def resolve_metric(config: MergeConfig, batches: Batches) -> bool:
+    """Whether ``config`` hashes in the input metric given these batches (see :attr:`MergeConfig.metric`).
+
+    Raises:
+        ValueError: If ``metric="inputs"`` but no calibration batches are given.
+
+    """
+    if config.metric == "inputs" and batches is None:
+        raise ValueError('metric="inputs" needs calibration batches (pass batches=, or use metric="weights")')
+    return config.metric == "inputs" or (config.metric == "auto" and batches is not None)
+
+
+def chain_statistics(
+    model: nn.Module, chains: list[MergeChain], batches: Batches, *, metric: bool
+) -> dict[str, ChainStats]:
+    """Producer path -> (activation weights, metric factor) from one calibration pass (empty without data)."""
+    if batches is None:
+        return {}
+    if not isinstance(batches, Tensor):
+        batches = list(batches)  # may be walked again for chains that are recalibrated
+    means, factors = calibrate_chains(model, chains, batches, metric=metric)
+    return {c.producer: (means.get(c.producer), factors.get(c.producer)) for c in chains}
+
+
 def plan_merges(model: nn.Module, config: MergeConfig, batches: Batches = None) -> MergePlan:
     """Fingerprint every chain's neurons and group them into buckets (the model is not changed).
 
     Args:
         model: The network (plain conv/linear layers; see :func:`aimc_lsh.nn.fx_chains.find_merge_chains`).
         config: How much to merge.
-        batches: Calibration inputs for the activation weights of the representatives (a tensor or an
-            iterable of tensors or ``(inputs, labels)`` pairs); None weighs members uniformly.
+        batches: Calibration inputs (a tensor or an iterable of tensors or ``(inputs, labels)`` pairs) for
+            the activation weights of the representatives and the input metric; None: uniform weights,
+            weight geometry.
 
     Returns:
         The plan; ``plan.report()`` gives channels before and after per chain.
 
     Raises:
-        ValueError: If the model cannot be traced or a skip path names no module.
+        ValueError: If the model cannot be traced, a skip path names no module, or ``metric="inputs"``
+            comes without batches.
 
     """
     if not isinstance(config, MergeConfig):
         raise ValueError(f"config must be a MergeConfig, got {type(config).__name__}")
     _check_skip(model, config.skip)
+    use_metric = resolve_metric(config, batches)
     chains = find_merge_chains(model)
-    weights: dict[str, Tensor | None] = dict(activation_means(model, chains, batches))
-    return MergePlan(config, walk_chains(model, chains, config, _fresh_decision(config), weights))
+    if batches is not None and not isinstance(batches, Tensor):
+        batches = list(batches)
+    stats = chain_statistics(model, chains, batches, metric=use_metric)
+
+    def recalibrate(scratch: nn.Module, chain: MergeChain) -> ChainStats:
+        return chain_statistics(scratch, [chain], batches, metric=use_metric)[chain.producer]
+
+    layers = walk_chains(model, chains, config, _fresh_decision(config), stats, recalibrate)
+    return MergePlan(config, layers)
 
 
 def apply_merge_plan(

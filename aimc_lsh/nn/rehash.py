@@ -20,8 +20,17 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lsh.nn.fx_chains import MergeChain
+from aimc_lsh.nn.merge_calibration import Batches
 from aimc_lsh.nn.merge_math import fingerprint_bits, folded_vectors
-from aimc_lsh.nn.merging import Batches, MergeConfig, MergePlan, plan_merges, select_buckets, walk_chains
+from aimc_lsh.nn.merging import (
+    ChainStats,
+    MergeConfig,
+    MergePlan,
+    chain_statistics,
+    plan_merges,
+    select_buckets,
+    walk_chains,
+)
 
 __all__ = ["RehashEvent", "RehashTracker", "cohesion_penalty"]
 
@@ -50,7 +59,8 @@ class RehashTracker:
         plan_or_config: A :class:`MergePlan` for ``model``, or a :class:`MergeConfig` to plan one now.
         threshold: Rehash a layer when more than this fraction of its fingerprint bits changed, in [0, 1).
         interval: Check the fingerprints every this many :meth:`step` calls (a positive integer).
-        batches: Calibration inputs for the activation weights when planning from a config.
+        batches: Calibration inputs (activation weights and input metric) when planning from a config;
+            kept to recalibrate a layer whose input width changes when an upstream layer is rehashed.
 
     Raises:
         ValueError: On a threshold outside [0, 1) or an interval that is not a positive integer.
@@ -70,6 +80,9 @@ class RehashTracker:
             raise ValueError(f"threshold must be a fraction of bits in [0, 1), got {threshold!r}")
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be a positive integer (calls between checks), got {interval!r}")
+        if batches is not None and not isinstance(batches, torch.Tensor):
+            batches = list(batches)
+        self._batches = batches
         if isinstance(plan_or_config, MergePlan):
             self.plan = plan_or_config
         elif isinstance(plan_or_config, MergeConfig):
@@ -142,8 +155,15 @@ class RehashTracker:
             events.append(RehashEvent(self.calls, chain.producer, changed, rehash, after))
             return result
 
-        weights = {layer.chain.producer: layer.weights for layer in old}
-        layers = walk_chains(model, [layer.chain for layer in old], self.config, decide, weights)
+        stats: dict[str, ChainStats] = {layer.chain.producer: (layer.weights, layer.metric) for layer in old}
+        use_metric = any(layer.metric is not None for layer in old)
+
+        def recalibrate(scratch: nn.Module, chain: MergeChain) -> ChainStats:
+            if self._batches is None:
+                return stats[chain.producer][0], None
+            return chain_statistics(scratch, [chain], self._batches, metric=use_metric)[chain.producer]
+
+        layers = walk_chains(model, [layer.chain for layer in old], self.config, decide, stats, recalibrate)
         self.plan = MergePlan(self.config, layers)
         self.history.extend(events)
         rehashed = sum(e.rehashed for e in events)
@@ -154,8 +174,9 @@ class RehashTracker:
 def cohesion_penalty(model: nn.Module, plan: MergePlan) -> Tensor:
     """Mean ``1 - cos(v_i, d_bucket)`` over neurons in buckets of two or more (differentiable).
 
-    ``v_i`` are the BatchNorm-folded neuron vectors of the current weights and ``d_bucket`` the
-    activation-weighted mean direction of the bucket's members (as for the representative). Zero when
+    ``v_i`` are the BatchNorm-folded neuron vectors of the current weights (in the plan's input metric,
+    if it has one) and ``d_bucket`` the activation-weighted mean direction of the bucket's members (as
+    for the representative). Zero when
     every bucket's members point the same way, i.e. when merging is exact.
 
     Args:
@@ -176,6 +197,8 @@ def cohesion_penalty(model: nn.Module, plan: MergePlan) -> Tensor:
         chain = layer.chain
         norm = model.get_submodule(chain.norm) if chain.norm else None
         vectors = folded_vectors(model.get_submodule(chain.producer), norm)[0]
+        if layer.metric is not None:
+            vectors = vectors @ layer.metric.to(vectors)
         units = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
         weights = layer.weights if layer.weights is not None else torch.ones(len(units))
         weights = weights.to(units).clamp_min(1e-8)  # an all-dead bucket: uniform weights

@@ -42,8 +42,10 @@ def test_duplicated_and_rescaled_neurons_merge_exactly_in_a_cnn():
         model.conv.weight[3], model.conv.bias[3] = 2.5 * model.conv.weight[1], 2.5 * model.conv.bias[1]
         model.conv.weight[5], model.conv.bias[5] = model.conv.weight[1], model.conv.bias[1]
     x = torch.rand(16, 1, 8, 8)
-    for batches in (None, [x[:8], x[8:]]):  # uniform and activation-weighted representatives
-        merged, report = merge_neurons(model, MergeConfig(target_ratio=1.0), batches)
+    for batches in (None, [x[:8], x[8:]]):  # weight geometry; input metric + activation weights
+        plan = plan_merges(model, MergeConfig(target_ratio=1.0), batches)
+        assert (plan.layers[0].metric is None) == (batches is None)
+        merged, report = apply_merge_plan(model, plan)
         assert report.channels_before == 8 and report.channels_after == 6
         assert merged.conv.out_channels == 6 and merged.fc.in_features == 6 * 16
         torch.testing.assert_close(merged(x), model(x), rtol=1e-5, atol=1e-5)
@@ -233,3 +235,45 @@ def test_a_plan_does_not_apply_to_an_already_merged_model():
     merged, _ = apply_merge_plan(model, plan)
     with pytest.raises(ValueError, match=r"the plan expects 8 channels at 'conv', the model has [12]\b"):
         apply_merge_plan(merged, plan)
+
+
+def test_dependent_chains_are_recalibrated_in_the_input_metric():
+    torch.manual_seed(1)
+    model = _randomise_bn(_MLP())
+    with torch.no_grad():
+        model.fc2.weight[5], model.fc2.bias[5] = model.fc2.weight[1] * 0.5, model.fc2.bias[1] * 0.5
+    x = torch.randn(64, 6)
+    plan = plan_merges(model, MergeConfig(target_ratio=0.5), [x[:32], x[32:]])
+    fc1, fc2 = plan.layers
+    assert fc1.channels_after == 5 and fc1.metric.shape == (7, 7)
+    assert fc2.metric.shape == (6, 6)  # fc2's inputs after fc1 merged: 5 channels + bias
+    merged, _ = apply_merge_plan(model, plan)
+    assert merged(x).shape == (64, 3) and merged.fc2.in_features == 5
+
+
+class _Probe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_the_input_metric_merges_neurons_that_respond_alike_on_the_data():
+    torch.manual_seed(0)
+    model = _Probe()
+    with torch.no_grad():  # neurons 0 and 1 differ only on inputs 3..5, which the data never uses
+        model.fc1.weight[1] = model.fc1.weight[0]
+        model.fc1.weight[1, 3:] += torch.tensor([2.0, -1.0, 1.5])
+        model.fc1.bias[1] = model.fc1.bias[0]
+    x = torch.cat([torch.randn(256, 3), torch.zeros(256, 3)], dim=1)
+    on_data, report = merge_neurons(model, MergeConfig(target_ratio=1.0, metric="inputs"), x)
+    assert report.channels_after == 3
+    torch.testing.assert_close(on_data(x), model(x), rtol=1e-3, atol=1e-3)
+    _, report = merge_neurons(model, MergeConfig(target_ratio=1.0, metric="weights"), x)
+    assert report.channels_after == 4
+    with pytest.raises(ValueError, match='metric="inputs" needs calibration batches'):
+        plan_merges(model, MergeConfig(bits=2, metric="inputs"))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        MergeConfig(bits=2, metric="cosine")
