@@ -6,8 +6,10 @@ Public API:
     bitbybit_breakdown(model, acc_drop, ...) -> ScoreBreakdown (every intermediate term)
     bitbybit_score_from_tiles(tiles, acc_drop, ...) -> ScoreBreakdown (pure arithmetic)
     hashed_tile_costs(model) -> list[TileCost]
+    count_params_flops(model, input_shape) -> Complexity(params, macs, flops, layers) (+ LayerCost)
 """
 
+from aimc_lsh.eval.complexity import Complexity, LayerCost, count_params_flops
 from aimc_lsh.eval.evaluate import EvalResult, evaluate
 from aimc_lsh.eval.score import (
     ScoreBreakdown,
@@ -19,12 +21,15 @@ from aimc_lsh.eval.score import (
 )
 
 __all__ = [
+    "Complexity",
     "EvalResult",
+    "LayerCost",
     "ScoreBreakdown",
     "TileCost",
     "bitbybit_breakdown",
     "bitbybit_score",
     "bitbybit_score_from_tiles",
+    "count_params_flops",
     "evaluate",
     "hashed_tile_costs",
 ]

@@ -13,6 +13,8 @@ Public API:
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model)
     build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
     default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
+    merge_aware_fine_tune(model, train_set, merge_config, config, teacher) -> MergeAwareResult
+        (LSH neuron merging with bucket-cohesion training and Mongoose-style rehashing; MergeAwareConfig)
 """
 
 from aimc_lsh.train.batches import EpochBatches
@@ -27,6 +29,7 @@ from aimc_lsh.train.config import DEFAULT_RECIPE, RECIPES, TrainConfig
 from aimc_lsh.train.default import default_checkpoint, default_checkpoint_path
 from aimc_lsh.train.distributed import DistContext
 from aimc_lsh.train.losses import distillation_loss, recovery_loss
+from aimc_lsh.train.merge_aware import MergeAwareConfig, MergeAwareResult, merge_aware_fine_tune
 from aimc_lsh.train.noise import (
     NoiseSpec,
     NoisyTrainingStages,
@@ -47,6 +50,8 @@ __all__ = [
     "DistContext",
     "EpochBatches",
     "LayerCalibration",
+    "MergeAwareConfig",
+    "MergeAwareResult",
     "NoiseSpec",
     "NoisyAccuracy",
     "NoisyTrainingStages",
@@ -64,6 +69,7 @@ __all__ = [
     "inject_training_noise",
     "layer_reconstruction_errors",
     "load_checkpoint",
+    "merge_aware_fine_tune",
     "model_from_checkpoint",
     "noise_spec_for_device",
     "parameter_groups",
