@@ -1,8 +1,9 @@
 """Energy accounting: count hardware events per layer and per inference, price them, tabulate.
 
 :func:`count_events` walks a model (hashed layers with any placement, conventional analog layers,
-aihwkit analog layers, digital Conv2d/Linear) over one example input and counts, per layer and per
-image, the events its placement implies:
+aihwkit analog layers, digital Conv2d/Linear, and any layer with an ``energy_events(path, positions,
+table)`` hook, such as the product-quantized layers, priced by :func:`lut_events`) over one example input
+and counts, per layer and per image, the events its placement implies:
 
 ==========================  ==================================================================
 event                       where it happens
@@ -213,6 +214,62 @@ def _hashed_events(path: str, layer: nn.Module, positions: int, table: EnergyTab
     return events
 
 
+def lut_events(
+    path: str,
+    positions: int,
+    *,
+    n_books: int,
+    centroids: int,
+    subvector_length: int,
+    outputs: int,
+    config: Any,
+    table: EnergyTable,
+    noise_model: Any = None,
+) -> LayerEvents:
+    """Events of a product-quantized (look-up table) layer for one image.
+
+    * distances: ``x . c`` for every codebook and centroid (digital MACs), plus adding ``||c||^2`` and
+      comparing for the nearest centroid (digital ops);
+    * look-ups with an analog table (``config`` a hardware config): only the n_books selected rows are
+      driven (1-bit word-line drives, once per column tile), so the cells read are those rows' devices;
+      one ADC conversion per output and row tile; the accumulation over codebooks happens on the bit
+      lines; digital ops add the row tiles' partial sums and rescale each output;
+    * look-ups with a digital table (``config`` None): one table read and one add per codebook and
+      output (digital ops).
+
+    Args:
+        path: Module path (row label).
+        positions: Output positions per image.
+        n_books: Codebooks.
+        centroids: Centroids K per codebook.
+        subvector_length: Sub-vector length V.
+        outputs: Output channels (table columns).
+        config: The layer's hardware config, or None for a digital table.
+        table: Supplies ``ideal_adc_bits``.
+        noise_model: The tile's aihwkit noise model (devices per table entry); None: the config's device.
+
+    Returns:
+        The layer's :class:`LayerEvents` (kind ``pq_digital`` or ``pq_<placement>``).
+
+    """
+    from aimc_lsh.hardware.specs import equal_splits
+
+    events = LayerEvents(path, "pq_digital" if config is None else f"pq_{config.placement}")
+    events.digital_macs += positions * n_books * centroids * subvector_length
+    events.digital_ops += positions * n_books * centroids * 2  # + ||c||^2, compare
+    if config is None:
+        events.digital_ops += positions * n_books * outputs * 2  # read the entry, accumulate
+        return events
+    devices = _devices_per_weight(noise_model) if noise_model is not None else _config_devices(config)
+    rows = equal_splits(n_books * centroids, config.tile.rows)
+    cols = equal_splits(outputs, config.tile.cols)
+    events.cell_reads += positions * n_books * outputs * devices
+    events.row_drives += positions * n_books * len(cols)  # one-hot: 1-bit drives of the selected rows
+    events.adc_conversions[_adc_bits(config, table)] += positions * outputs * len(rows)
+    events.digital_ops += positions * outputs * (2 * len(rows))  # partial sums, per-output rescaling
+    return events
+
+
 def _conventional_events(
     path: str, out: int, d: int, positions: int, config: Any, table: EnergyTable, devices: int
 ) -> LayerEvents:
@@ -262,10 +319,11 @@ def count_events(
     handles = []
     candidates = []
     for path, module in model.named_modules():
+        has_hook = callable(getattr(module, "energy_events", None))
         is_hashed = hasattr(module, "tile_pairs") and hasattr(module, "stages")
         is_conv = hasattr(module, "array") and hasattr(module, "hardware_program")
         is_aihwkit = _aihwkit_tiles(module) is not None
-        if is_hashed or is_conv or is_aihwkit or type(module) in (nn.Conv2d, nn.Linear):
+        if has_hook or is_hashed or is_conv or is_aihwkit or type(module) in (nn.Conv2d, nn.Linear):
             candidates.append((path, module))
 
             def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, path: str = path) -> None:
@@ -289,6 +347,9 @@ def count_events(
             positions = math.prod(out_shape[2:])  # a convolution: one MVM per output position
         else:
             positions = math.prod(out_shape[:-1]) // batch  # a linear layer on (..., features)
+        if callable(getattr(module, "energy_events", None)):
+            result.append(module.energy_events(path, positions, table))
+            continue
         if hasattr(module, "tile_pairs") and hasattr(module, "stages"):
             result.append(_hashed_events(path, module, positions, table))
             continue

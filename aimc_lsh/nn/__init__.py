@@ -1,5 +1,8 @@
-"""Hashed layers and model surgery: ``HashedLinear``, ``HashedConv2d``, ``patch_model``, ``to_digital``.
+"""Approximate layers and model surgery: hashed and product-quantized layers, patching, calibration.
 
+``HashedLinear`` / ``HashedConv2d`` (SimHash), ``PQLinear`` / ``PQConv2d`` (product quantization),
+``patch_model``, ``to_digital``, and the calibration of PQ codebooks (``calibrate_pq``, generic
+``prepare_model``).
 LSH neuron merging: ``merge_neurons``, ``plan_merges``, ``apply_merge_plan``, ``RehashTracker``.
 """
 
@@ -13,11 +16,24 @@ from aimc_lsh.nn.merging import (
     merge_neurons,
     plan_merges,
 )
-from aimc_lsh.nn.patching import SWAPS, hashed_layers, layer_seed, patch_model, patchable_layers, to_digital
+from aimc_lsh.nn.patching import (
+    KERNEL_SWAPS,
+    SWAPS,
+    hashed_layers,
+    layer_seed,
+    patch_model,
+    patchable_layers,
+    patched_layers,
+    swaps_for,
+    to_digital,
+)
+from aimc_lsh.nn.pq_calibration import calibrate_pq, needs_data, pq_layers, prepare_model
+from aimc_lsh.nn.pq_layers import PQConv2d, PQLayer, PQLinear
 from aimc_lsh.nn.reference import unfold_forward, unfold_reference_model
 from aimc_lsh.nn.rehash import RehashTracker, cohesion_penalty
 
 __all__ = [
+    "KERNEL_SWAPS",
     "SWAPS",
     "HashedConv2d",
     "HashedLayer",
@@ -26,17 +42,26 @@ __all__ = [
     "MergeConfig",
     "MergePlan",
     "MergeReport",
+    "PQConv2d",
+    "PQLayer",
+    "PQLinear",
     "RehashTracker",
     "apply_merge_plan",
+    "calibrate_pq",
     "cohesion_penalty",
     "find_merge_chains",
     "hashed_layers",
     "layer_seed",
     "merge_neurons",
+    "needs_data",
     "patch_model",
     "patchable_layers",
+    "patched_layers",
     "plan_merges",
+    "pq_layers",
+    "prepare_model",
     "split_range",
+    "swaps_for",
     "to_digital",
     "unfold_forward",
     "unfold_reference_model",

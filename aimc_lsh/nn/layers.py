@@ -16,7 +16,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from aimc_lsh.kernels import ConvGeometry, HashConfig, build_kernel, safe_norm, safe_sqrt, sign_ste
+from aimc_lsh.kernels import (
+    ConvGeometry,
+    HashConfig,
+    HashKernel,
+    build_kernel,
+    get_kernel_class,
+    safe_norm,
+    safe_sqrt,
+    sign_ste,
+)
 
 _SEED_STRIDE = 1_000_003
 
@@ -62,6 +71,11 @@ class HashedLayer(nn.Module):
         super().__init__()
         if not isinstance(config, HashConfig):
             raise TypeError(f"config must be a HashConfig (or subclass), got {type(config).__name__}")
+        if not issubclass(get_kernel_class(config.kernel), HashKernel):
+            raise ValueError(
+                f"{type(self).__name__} needs a SimHash kernel, got kernel={config.kernel!r}; "
+                "aimc_lsh.nn.patch_model picks the layers of other kernels (e.g. PQConv2d / PQLinear)"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size

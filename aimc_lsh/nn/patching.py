@@ -1,8 +1,11 @@
-"""Model surgery: ``patch_model`` swaps Linear/Conv2d for hashed layers, ``to_digital`` undoes it.
+"""Model surgery: ``patch_model`` swaps Linear/Conv2d for approximate layers, ``to_digital`` undoes it.
 
-A swap registry maps digital layer types to hashed classes; the configuration of each layer is the
-model-wide config, replaced per module path by ``overrides``. Hardware configs whose placement is
-``conventional`` are handed to :mod:`aimc_lsh.nn.conventional` (real weights on analog tiles).
+A swap registry maps digital layer types to the approximate classes of each layer family: hashed
+(SimHash) layers by default, the classes registered for a kernel name in :data:`KERNEL_SWAPS` otherwise
+(``product_quantization`` -> :class:`PQConv2d` / :class:`PQLinear`). The configuration of each layer is the
+model-wide config, replaced per module path by ``overrides``, and its kernel picks the family. Hardware
+configs whose placement is ``conventional`` are handed to :mod:`aimc_lsh.nn.conventional` (real weights
+on analog tiles).
 """
 
 from __future__ import annotations
@@ -16,9 +19,25 @@ from torch import nn
 
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn.layers import HashedConv2d, HashedLayer, HashedLinear
+from aimc_lsh.nn.pq_layers import PQConv2d, PQLayer, PQLinear
 
 SWAPS: dict[type[nn.Module], type[HashedLayer]] = {nn.Conv2d: HashedConv2d, nn.Linear: HashedLinear}
 """Digital layer type -> hashed class with a ``from_digital(module, config, seed)`` classmethod."""
+
+KERNEL_SWAPS: dict[str, dict[type[nn.Module], type[nn.Module]]] = {
+    "product_quantization": {nn.Conv2d: PQConv2d, nn.Linear: PQLinear},
+}
+"""Kernel name -> its own swap map (same keys as :data:`SWAPS`); kernels not listed use :data:`SWAPS`.
+Every class needs ``from_digital(module, config, seed)`` and ``to_digital()``."""
+
+PATCHED_TYPES: tuple[type[nn.Module], ...] = (HashedLayer, PQLayer)
+"""Base classes of the layers ``patch_model`` creates (what :func:`to_digital` converts back)."""
+
+
+def swaps_for(kernel: str) -> dict[type[nn.Module], type[nn.Module]]:
+    """The swap map of a kernel name: digital layer type -> approximate class."""
+    return KERNEL_SWAPS.get(kernel, SWAPS)
+
 
 Override = HashConfig | Mapping[str, Any] | None
 
@@ -44,9 +63,16 @@ def patchable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def hashed_layers(model: nn.Module) -> Iterator[tuple[str, HashedLayer]]:
-    """Yield ``(path, layer)`` for every hashed layer of ``model``."""
+    """Yield ``(path, layer)`` for every hashed (SimHash) layer of ``model``."""
     for path, module in model.named_modules():
         if isinstance(module, HashedLayer):
+            yield path, module
+
+
+def patched_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(path, layer)`` for every layer ``patch_model`` created (hashed or product-quantized)."""
+    for path, module in model.named_modules():
+        if isinstance(module, PATCHED_TYPES):
             yield path, module
 
 
@@ -67,7 +93,11 @@ def patch_model(
     filter_fn: Callable[[str, nn.Module], bool] | None = None,
     inplace: bool = False,
 ) -> nn.Module:
-    """Replace every ``nn.Conv2d`` and ``nn.Linear`` of ``model`` by its hashed counterpart.
+    """Replace every ``nn.Conv2d`` and ``nn.Linear`` of ``model`` by its hashed (or PQ) counterpart.
+
+    The layer family follows each layer's kernel: SimHash kernels give :class:`HashedConv2d` /
+    :class:`HashedLinear`, ``product_quantization`` gives :class:`PQConv2d` / :class:`PQLinear` (calibrate
+    those with :func:`aimc_lsh.nn.calibrate_pq` before use); see :data:`KERNEL_SWAPS`.
 
     Args:
         model: The digital model.
@@ -110,7 +140,7 @@ def patch_model(
         layer_config = _resolve(config, overrides[path]) if path in overrides else config
         if layer_config is None:
             continue
-        hashed = SWAPS[type(module)].from_digital(
+        hashed = swaps_for(layer_config.kernel)[type(module)].from_digital(
             module, layer_config, seed=layer_seed(layer_config.seed, path)
         )
         hashed.train(module.training)
@@ -119,10 +149,10 @@ def patch_model(
 
 
 def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """Replace every hashed layer of ``model`` by the digital layer with the same weights and bias."""
+    """Replace every hashed or PQ layer of ``model`` by the digital layer with the same weights and bias."""
     if not inplace:
         model = copy.deepcopy(model)
-    for path, layer in list(hashed_layers(model)):
+    for path, layer in list(patched_layers(model)):
         digital = layer.to_digital()
         digital.train(layer.training)
         if path:

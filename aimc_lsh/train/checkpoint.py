@@ -51,12 +51,17 @@ def _config_class(name: str) -> type[HashConfig]:
 
 
 def layer_configs(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Config of every layer that carries one (hashed or conventional analog layers), by module path."""
+    """Config of every layer that carries one (hashed, PQ or conventional analog layers), by module path.
+
+    Only the outermost module carrying a config counts: the parts of a layer that hold its config too
+    (analog stages, tile arrays) are not layers of their own.
+    """
     out = {}
     for path, module in model.named_modules():
         config = getattr(module, "config", None)
-        if path and isinstance(config, HashConfig):
-            out[path] = {"config_class": _config_class_name(config), "config": config.to_dict()}
+        if not path or not isinstance(config, HashConfig) or any(path.startswith(p + ".") for p in out):
+            continue
+        out[path] = {"config_class": _config_class_name(config), "config": config.to_dict()}
     return out
 
 
