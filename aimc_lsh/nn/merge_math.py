@@ -213,11 +213,19 @@ def merge_chain_modules(
         New ``(producer, norm, consumer)`` modules with B channels (same devices, dtypes, training flags).
 
     """
-    vectors, fold, beta = (t.double() for t in folded_vectors(producer, norm))
+    # all arithmetic in float64 on the CPU; the new modules are created on the layers' device
+    vectors, fold, beta = (t.double().cpu() for t in folded_vectors(producer, norm))
+    assignment = assignment.cpu()
+    weights = weights.double().cpu() if weights is not None else None
+    gammas = means = variances = None
+    if norm is not None:
+        gammas, means, variances = (
+            t.double().cpu() for t in (norm.weight, norm.running_mean, norm.running_var)
+        )
     if metric is None:
         reps, scales = representatives(vectors, assignment, weights)
     else:
-        factor = metric.double()
+        factor = metric.double().cpu()
         reps, scales = representatives(vectors @ factor, assignment, weights)
         reps = torch.linalg.solve_triangular(factor.T, reps.T, upper=True).T  # back from v L to v
     n_buckets = reps.shape[0]
@@ -227,9 +235,9 @@ def merge_chain_modules(
     new_norm = _new_like(norm, out_channels=n_buckets) if norm is not None else None
     weight = torch.empty(n_buckets, vectors.shape[1] - 1, dtype=torch.float64)
     bias = torch.zeros(n_buckets, dtype=torch.float64)
-    old_w = producer.weight.reshape(len(assignment), -1).double()
+    old_w = producer.weight.reshape(len(assignment), -1).double().cpu()
     old_b = (
-        producer.bias.double()
+        producer.bias.double().cpu()
         if producer.bias is not None
         else torch.zeros(len(assignment), dtype=torch.float64)
     )
@@ -244,8 +252,8 @@ def merge_chain_modules(
             i = int(members[0])
             weight[b], bias[b] = old_w[i], old_b[i]
             if norm is not None:
-                norm_state["weight"][b], norm_state["bias"][b] = norm.weight[i], norm.bias[i]
-                norm_state["mean"][b], norm_state["var"][b] = norm.running_mean[i], norm.running_var[i]
+                norm_state["weight"][b], norm_state["bias"][b] = gammas[i], beta[i]
+                norm_state["mean"][b], norm_state["var"][b] = means[i], variances[i]
             continue
         a_r, b_r = reps[b, :-1], float(reps[b, -1])
         if norm is None:
@@ -257,7 +265,7 @@ def merge_chain_modules(
         live = s > 0
         mean_est, std_est = 0.0, 1.0
         if bool(live.any()):
-            gamma = norm.weight.double()[members]
+            gamma = gammas[members]
             mean_est = _weighted_mean(beta[members][live] / s[live], w[live]) - b_r
             std_est = _weighted_mean(gamma[live].abs() / s[live], w[live])
         sigma = max(std_est / k, 2.0 * norm.eps**0.5)
@@ -283,7 +291,7 @@ def merge_chain_modules(
 
 def _merge_consumer(consumer: nn.Module, assignment: Tensor, scales: Tensor, n_buckets: int) -> nn.Module:
     channels = len(assignment)
-    w = consumer.weight.double()
+    w = consumer.weight.double().cpu()
     if isinstance(consumer, nn.Conv2d):
         cols = w * scales.view(1, -1, 1, 1)
         merged = w.new_zeros(w.shape[0], n_buckets, *w.shape[2:]).index_add_(1, assignment, cols)

@@ -6,7 +6,9 @@ SimHash on its BatchNorm-folded vector ``[a_i, b_i]`` (``sign(P v_i)``, a seeded
 neurons with identical fingerprints share a bucket and are replaced by one representative, the
 consumer's input columns are summed with the members' scale factors, and the layer, its BatchNorm and
 the consumer shrink to the bucket count (maths in :mod:`aimc_lsh.nn.merge_math`). Positive multiples of
-a neuron always share its fingerprint and merge exactly.
+a neuron always share its fingerprint and merge exactly. With calibration batches the vectors are hashed
+and averaged in the geometry of the layer's inputs (:mod:`aimc_lsh.nn.merge_calibration`), i.e. by how
+alike the neurons respond on the data.
 
 Residual networks: channels that flow into a residual addition (ResNet stems, every block's
 ``conv2``/``bn2``, option-B downsample convolutions) are never chain members, so the residual stream keeps
@@ -245,7 +247,7 @@ def chain_vectors(model: nn.Module, chain: MergeChain, metric: Tensor | None = N
     """Folded neuron vectors (C, D + 1) of a chain's producer (float64, detached; times ``metric``)."""
     norm = model.get_submodule(chain.norm) if chain.norm else None
     with torch.no_grad():
-        vectors = folded_vectors(model.get_submodule(chain.producer), norm)[0].double()
+        vectors = folded_vectors(model.get_submodule(chain.producer), norm)[0].double().cpu()
     return vectors if metric is None else vectors @ metric
 
 
@@ -479,7 +481,8 @@ def merge_neurons(
     Args:
         model: The network.
         config: How much to merge.
-        batches: Calibration inputs for the activation weights, or None.
+        batches: Calibration inputs (activation weights and, with ``metric="auto"``/``"inputs"``, the input
+            metric), or None.
         inplace: Modify ``model`` instead of returning a merged deep copy.
 
     Returns:
