@@ -76,6 +76,8 @@ class Prepared:
     """Programming seeds."""
     choice: str
     """The ``--checkpoint`` option (resolved by :meth:`checkpoint` once everything else is validated)."""
+    kernel: str = "random_projection"
+    """The ``--kernel`` option: default checkpoints (``auto``, ``default``) are looked up for this kernel."""
 
     def checkpoint(self, hash_length: int) -> str | None:
         """The checkpoint of the hashed model with k = ``hash_length`` (None: not fine-tuned).
@@ -83,7 +85,7 @@ class Prepared:
         Call it after every cheap check: it may fine-tune the digits model (seconds) or, with
         ``--checkpoint default``, the CIFAR-10 model (~30 min once).
         """
-        return resolve_checkpoint(self.source, self.choice, hash_length)
+        return resolve_checkpoint(self.source, self.choice, hash_length, self.kernel)
 
 
 def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: str = "pcm") -> None:
@@ -99,7 +101,8 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
         "--hash-length",
         type=int,
         default=256,
-        help="k of the un-fine-tuned hashed model (with a checkpoint, the checkpoint's k is used). "
+        help="k of the un-fine-tuned hashed model (K centroids per codebook for product_quantization; with a "
+        "checkpoint, the checkpoint's k is used). "
         "Default: %(default)s",
     )
     group.add_argument(
@@ -159,7 +162,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
             f"checkpoint {args.checkpoint} not found; pass a file written by studies/finetune.py, "
             "or 'auto', 'default' or 'none'"
         )
-    return Prepared(source=source, device=device, seeds=seeds, choice=args.checkpoint)
+    return Prepared(source=source, device=device, seeds=seeds, choice=args.checkpoint, kernel=args.kernel)
 
 
 def check_times(device: Any, text: str) -> list[float]:

@@ -15,6 +15,10 @@ Worker side (cached per process, so a worker loads data and weights once for all
 
 * :func:`eval_batches`, :func:`pretrained_model`, :func:`analog_model` (hashed from the checkpoint, or
   conventional from the pretrained weights, on the given hardware) and :func:`accuracy_row`.
+* Layers that need data before they run (product-quantization codebooks) are calibrated inside
+  :func:`analog_model` on the first :data:`CALIBRATION_IMAGES` images of the *training* split
+  (:func:`calibration_batches`, never the test split), deterministically and once per process and
+  kernel setting, so studies need no special case and resumed or parallel sweeps give the same rows.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "config_columns",
     "resolved_config",
     "eval_batches",
+    "calibration_batches",
     "pretrained_model",
     "analog_model",
     "accuracy_row",
@@ -57,6 +62,9 @@ CHECKPOINT_CHOICES = ("auto", "default", "none")
 
 DIGITS_HASH_LENGTH = 256
 """Default k of the digits benchmark's fine-tuned hashed model."""
+
+CALIBRATION_IMAGES = 512
+"""Training images (the first ones, in order, no augmentation) that calibrate layers needing data."""
 
 DIGITS_EPOCHS = 10.0
 """Fine-tuning epochs of the digits benchmark's hashed model (about 5 s on one thread)."""
@@ -205,15 +213,18 @@ def resolve_source(
     )
 
 
-def resolve_checkpoint(source: Source, choice: str, hash_length: int) -> str | None:
+def resolve_checkpoint(
+    source: Source, choice: str, hash_length: int, kernel: str = "random_projection"
+) -> str | None:
     """Which fine-tuned checkpoint the hashed model with k = ``hash_length`` uses.
 
     ``choice`` (see :data:`CHECKPOINT_CHOICES`): ``auto`` takes the cached default fine-tuned model for
-    this k if it exists (CIFAR-10: :func:`aimc_lsh.train.default_checkpoint_path`, which
+    this kernel and k if it exists (CIFAR-10: :func:`aimc_lsh.train.default_checkpoint_path`, which
     ``studies/finetune.py`` / :func:`aimc_lsh.train.default_checkpoint` produce; digits:
-    :func:`digits_checkpoint`, trained in seconds when missing), otherwise None (the un-fine-tuned hashed
-    model) with a note on stderr; ``default`` trains the CIFAR-10 default when missing (~30 min once);
-    ``none`` gives None; anything else is a checkpoint file, checked to load and fit the backbone.
+    :func:`digits_checkpoint`, trained in seconds when missing, for ``random_projection`` only), otherwise
+    None (the un-fine-tuned model) with a note on stderr; ``default`` trains the CIFAR-10 default when
+    missing (~30 min once); ``none`` gives None; anything else is a checkpoint file, checked to load and
+    fit the backbone. A default checkpoint is never one of another kernel.
 
     Raises:
         FileNotFoundError: If a given checkpoint file does not exist.
@@ -224,22 +235,32 @@ def resolve_checkpoint(source: Source, choice: str, hash_length: int) -> str | N
         return None
     if choice in ("auto", "default"):
         if source.dataset == "digits":
-            return str(digits_checkpoint(hash_length))
+            if kernel == "random_projection":
+                return str(digits_checkpoint(hash_length))
+            _warn(
+                f"the digits benchmark has no fine-tuned checkpoint for kernel {kernel!r} (k={hash_length}): "
+                "evaluating the UN-fine-tuned model (calibrated where the kernel needs data); "
+                "--checkpoint PATH uses one"
+            )
+            return None
         from aimc_lsh.train import default_checkpoint, default_checkpoint_path
 
-        path = default_checkpoint_path(hash_length=hash_length)
+        path = default_checkpoint_path(kernel=kernel, hash_length=hash_length)
         if path.is_file():
             return str(path)
         if choice == "default":
             _warn(f"training the default fine-tuned checkpoint {path} (about 30 minutes, once)")
             return str(
                 default_checkpoint(
-                    hash_length=hash_length, data_root=source.data_root, weights=source.models_root
+                    kernel=kernel,
+                    hash_length=hash_length,
+                    data_root=source.data_root,
+                    weights=source.models_root,
                 )
             )
         _warn(
-            f"no fine-tuned checkpoint for k={hash_length} cached at {path}: evaluating the UN-fine-tuned "
-            "hashed model, which scores only ~10-18% on CIFAR-10. Create it with --checkpoint default "
+            f"no fine-tuned checkpoint for {kernel} k={hash_length} cached at {path}: evaluating the "
+            "UN-fine-tuned model, which scores only ~10-18% on CIFAR-10. Create it with --checkpoint default "
             "(trains ~30 min once) or studies/finetune.py, or pass --checkpoint PATH"
         )
         return None
@@ -332,6 +353,71 @@ def eval_batches(context: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Ten
 
 
 @functools.lru_cache(maxsize=2)
+def _train_batches(
+    dataset: str, data_root: str | None, batch_size: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    from aimc_lsh.data import make_loader
+
+    loader = make_loader(
+        dataset,
+        root=data_root,
+        train=True,
+        batch_size=batch_size,
+        limit=CALIBRATION_IMAGES,
+        shuffle=False,
+        augment=False,
+    )
+    return tuple((images, labels) for images, labels in loader)
+
+
+def calibration_batches(context: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """The first :data:`CALIBRATION_IMAGES` training images, in order and unaugmented (cached per process)."""
+    return _train_batches(context["dataset"], context["data_root"], context["batch_size"])
+
+
+@functools.lru_cache(maxsize=4)
+def _calibrated_state(
+    backbone: str, models_root: str | None, dataset: str, data_root: str | None, batch_size: int, hashing: str
+) -> dict[str, torch.Tensor]:
+    """State of the pretrained backbone patched with the hash settings ``hashing`` (JSON) and calibrated."""
+    from aimc_lsh.kernels import HashConfig
+    from aimc_lsh.nn import patch_model, prepare_model
+
+    model = patch_model(
+        copy.deepcopy(_pretrained(backbone, models_root)), HashConfig.from_dict(json.loads(hashing))
+    )
+    prepare_model(model, _train_batches(dataset, data_root, batch_size))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _calibrate(model: nn.Module, context: dict[str, Any], config: Any) -> nn.Module:
+    """Calibrate the layers of ``model`` that need data (none for SimHash models): no special case.
+
+    The result depends only on the kernel settings of ``config``, the backbone and the training images, so
+    it is computed once per process for each setting and loaded into every model built with it.
+    """
+    from aimc_lsh.nn import needs_data, prepare_model
+
+    if not needs_data(model):
+        return model
+    hashing = json.dumps(
+        {k: v for k, v in config.to_dict().items() if k in set(_hash_fields())}, sort_keys=True
+    )
+    state = _calibrated_state(
+        context["backbone"],
+        context["models_root"],
+        context["dataset"],
+        context["data_root"],
+        context["batch_size"],
+        hashing,
+    )
+    model.load_state_dict(state, strict=False)
+    if needs_data(model):  # a layer whose state differs between digital and hardware configs
+        prepare_model(model, calibration_batches(context))
+    return model
+
+
+@functools.lru_cache(maxsize=2)
 def _pretrained(backbone: str, models_root: str | None) -> nn.Module:
     from aimc_lsh.models import get_backbone
 
@@ -365,6 +451,9 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
       kernel settings (kernel, k, seed, tiling) combined with the hardware fields of ``config``, and the
       fine-tuned weights (and learned projections) are loaded.
     * hashed placements without a checkpoint: the pretrained backbone patched with ``config``.
+
+    Layers that need data (PQ codebooks without a calibrated checkpoint) are calibrated on
+    :func:`calibration_batches` before the model is returned.
     """
     from aimc_lsh.hardware import HardwareConfig
     from aimc_lsh.nn import patch_model
@@ -373,7 +462,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
         config = HardwareConfig.from_dict(config)
     model = pretrained_model(context)
     if config.placement == "conventional" or checkpoint is None:
-        return patch_model(model, config, inplace=True).eval()
+        return _calibrate(patch_model(model, config, inplace=True), context, config).eval()
     from aimc_lsh.train import patch_like
 
     state = _checkpoint(checkpoint)
@@ -394,7 +483,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
             f"checkpoint {checkpoint} does not fit the hardware model: "
             f"missing {foreign[:5]}, unexpected {unexpected[:5]}"
         )
-    return model.eval()
+    return _calibrate(model, context, config).eval()
 
 
 def accuracy_row(model: nn.Module, context: dict[str, Any]) -> dict[str, Any]:
