@@ -159,46 +159,96 @@ class ConventionalArray(nn.Module):
         h, w = _out_size(x, self.kernel_size, g)
         return a.view(x.shape[0], 1, h, w)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """The layer's analog output (without bias) for ``x`` (N, C, H, W)."""
+    def _check_programmed(self) -> None:
         if not self.programmed:
             raise RuntimeError(
                 "this conventional analog layer is not programmed: "
                 "call aimc_lsh.hardware.program(model, seed)"
             )
-        g, adc = self.geometry, self.adc
-        bits = adc.bits
-        half = 2 ** (bits - 1) if bits is not None else 1
-        delta = self.full_scale / half if bits is not None else 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The layer's analog output (without bias) for ``x`` (N, C, H, W)."""
+        self._check_programmed()
+        g = self.geometry
         squares = x * x if self.read_noise_std > 0 else None
         total = None
         for b, (c0, c1, i0, i1, filters, mask) in enumerate(self.blocks):
             whole = (c0, c1) == (0, x.shape[1])
             x_b = x if whole else x[:, c0:c1]
             absmax = self._block_absmax(x, c0, c1, i0, i1)
-            absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-            step = absmax * delta  # one ADC step in the layer's output units, per patch
-            # Analog read-out in ADC steps: conv(x / absmax, W_tile) / delta.
-            out = F.conv2d(x_b, filters, None, g.stride, g.padding, g.dilation).div_(step)
-            std: Tensor | float = adc.noise_std / delta
+            raw = F.conv2d(x_b, filters, None, g.stride, g.padding, g.dilation)
+            norms = None
             if squares is not None:
                 sq = squares if whole else squares[:, c0:c1]
                 norms = F.conv2d(sq, mask, None, g.stride, g.padding, g.dilation).clamp_(min=0).sqrt_()
-                std = (std**2 + (self.read_noise_std * norms / step) ** 2).sqrt_()
-            if isinstance(std, Tensor) or std > 0:
-                noise = pooled_noise(out, self._generator)
-                if isinstance(std, Tensor):
-                    out.addcmul_(noise, std)
-                else:
-                    out.add_(noise, alpha=std)
-            if bits is not None:
-                out.floor_()
-                if adc.clip:
-                    out.clamp_(-half, half - 1)
-                out.add_(0.5)
-            out.mul_(step).mul_((self.alpha[b] * self.scale[b]).view(1, -1, 1, 1))
+            out = self._read_out(b, raw, absmax, norms)
             total = out if total is None else total.add_(out)
         return total
+
+    def lookup(self, rows: Tensor, size: tuple[int, int, int]) -> Tensor:
+        """The output for one-hot inputs given by their active rows, without building the one-hot map.
+
+        Equals :meth:`forward` on the 0/1 input with ones at ``rows`` (same noise draws, same ADC), for
+        arrays of 1x1 "convolutions" (look-up tables whose word lines are driven by one-hot codes).
+
+        Args:
+            rows: Active input rows, (N*H*W, A) int64, row-major over (N, H, W).
+            size: (N, H, W).
+
+        Returns:
+            (N, out, H, W), channels-last.
+
+        """
+        self._check_programmed()
+        if self.window != 1:
+            raise ValueError(f"lookup needs a 1x1 array, this one has a {self.kernel_size} kernel")
+        n, h, w = size
+        total = None
+        for b, (c0, c1, _i0, _i1, filters, _mask) in enumerate(self.blocks):
+            inside = (rows >= c0) & (rows < c1)
+            entries = filters.new_zeros(self._shape[1] + 1, filters.shape[0])  # last row: outside the block
+            entries[c0:c1] = filters.reshape(filters.shape[0], c1 - c0).t()
+            local = torch.where(inside, rows, self._shape[1])
+            raw = F.embedding_bag(local, entries, mode="sum").view(n, h, w, -1).permute(0, 3, 1, 2)
+            count = inside.sum(1).to(filters.dtype).view(n, 1, h, w)
+            absmax = (count > 0).to(filters.dtype)  # a 0/1 input's abs-max
+            norms = count.sqrt() if self.read_noise_std > 0 else None
+            out = self._read_out(b, raw, absmax, norms)
+            total = out if total is None else total.add_(out)
+        return total
+
+    def _read_out(self, block: int, raw: Tensor, absmax: Tensor, norms: Tensor | None) -> Tensor:
+        """Noise, ADC and rescaling of one row tile's analog output ``raw`` = conv(x, programmed tile).
+
+        Args:
+            block: Row-tile index.
+            raw: (N, out, H, W) products with the programmed (normalised) weights; consumed in place.
+            absmax: (N, 1, H, W) abs-max of every patch over the tile's inputs (noise management).
+            norms: (N, 1, H, W) L2 norms of the patches over the tile's inputs (for read noise), or None.
+
+        """
+        adc, bits = self.adc, self.adc.bits
+        half = 2 ** (bits - 1) if bits is not None else 1
+        delta = self.full_scale / half if bits is not None else 1.0
+        absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+        step = absmax * delta  # one ADC step in the layer's output units, per patch
+        # Analog read-out in ADC steps: conv(x / absmax, W_tile) / delta.
+        out = raw.div_(step)
+        std: Tensor | float = adc.noise_std / delta
+        if norms is not None:
+            std = (std**2 + (self.read_noise_std * norms / step) ** 2).sqrt_()
+        if isinstance(std, Tensor) or std > 0:
+            noise = pooled_noise(out, self._generator)
+            if isinstance(std, Tensor):
+                out.addcmul_(noise, std)
+            else:
+                out.add_(noise, alpha=std)
+        if bits is not None:
+            out.floor_()
+            if adc.clip:
+                out.clamp_(-half, half - 1)
+            out.add_(0.5)
+        return out.mul_(step).mul_((self.alpha[block] * self.scale[block]).view(1, -1, 1, 1))
 
 
 def _out_size(x: Tensor, kernel: tuple[int, int], g: ConvGeometry) -> tuple[int, int]:

@@ -182,13 +182,19 @@ class PQLayer(nn.Module):
         n, h, w = neg.shape[:3]
         return onehot.view(n, h, w, k.n_books * k.hash_length).permute(0, 3, 1, 2)
 
-    def _lookup(self, x: Tensor) -> Tensor:
-        """Inference with a digital table: sum the selected table entries (no one-hot map)."""
+    def table_rows(self, x: Tensor) -> tuple[Tensor, tuple[int, int, int]]:
+        """The table row of every codebook's nearest centroid: ``(rows (N*H*W, n_books), (N, H, W))``.
+
+        Row ``b*K + j`` is centroid j of codebook b: the rows a one-hot code drives.
+        """
         k = self.kernel
         neg = self.neg_distances(x)
-        n, h, w = neg.shape[:3]
         offsets = torch.arange(0, k.n_books * k.hash_length, k.hash_length, device=x.device)
-        rows = (neg.argmax(-1) + offsets).view(-1, k.n_books)
+        return (neg.argmax(-1) + offsets).view(-1, k.n_books), tuple(neg.shape[:3])
+
+    def _lookup(self, x: Tensor) -> Tensor:
+        """Inference with a digital table: sum the selected table entries (no one-hot map)."""
+        rows, (n, h, w) = self.table_rows(x)
         out = F.embedding_bag(rows, self.table().t().contiguous(), mode="sum")  # (n*h*w, out)
         return out.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
@@ -222,7 +228,7 @@ class PQLayer(nn.Module):
             return F.conv2d(x, self.weight_4d(), self.bias, g.stride, g.padding, g.dilation)
         self.kernel.check_calibrated(type(self).__name__)
         if self.array is not None:
-            out = self.array(self.codes(x))
+            out = self.array.lookup(*self.table_rows(x))  # = self.array(self.codes(x)), ~10x cheaper
         elif not torch.is_grad_enabled():
             out = self._lookup(x)  # same values as the one-hot path, ~10x less work
         else:

@@ -87,3 +87,18 @@ def test_energy_events_of_pq_layers(tiny_net, digital_pq, tiny_input):
     assert conv1.row_drives == positions * books  # 1-bit one-hot drives
     assert conv1.adc_conversions == {6: positions * out * 2}  # 128 table rows on 64-row tiles
     assert events["fc"].kind == "pq_codes_on_array" and len(events) == len(list(pq_layers(analog)))
+
+
+def test_table_lookup_equals_the_one_hot_read_of_the_array(tiny_net, digital_pq, tiny_input):
+    analog = _on(tiny_net, digital_pq, device="pcm", adc=ADC(bits=6), tile=TileSpec(rows=100, cols=100))
+    layer = analog.conv2
+    x = torch.relu(digital_pq.conv1(tiny_input)).detach()
+    with torch.no_grad():
+        program(analog, seed=1)
+        drift(analog, 3600.0)
+        one_hot = layer.array(layer.codes(x))  # the word-line view: a 0/1 input per table row
+        program(analog, seed=1)  # restart the per-read noise stream
+        drift(analog, 3600.0)
+        looked_up = layer.array.lookup(*layer.table_rows(x))
+    assert layer.array.plan.n_tiles > 1 and layer.array.read_noise_std > 0
+    torch.testing.assert_close(looked_up, one_hot, rtol=1e-5, atol=1e-5)
