@@ -390,16 +390,20 @@ def _calibrated_state(
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def _calibrate(model: nn.Module, context: dict[str, Any], config: Any) -> nn.Module:
+def _calibrate(model: nn.Module, context: dict[str, Any], config: Any, *, pretrained: bool) -> nn.Module:
     """Calibrate the layers of ``model`` that need data (none for SimHash models): no special case.
 
-    The result depends only on the kernel settings of ``config``, the backbone and the training images, so
-    it is computed once per process for each setting and loaded into every model built with it.
+    For the pretrained backbone patched with ``config`` (``pretrained``) the result depends only on the
+    kernel settings of ``config``, the backbone and the training images, so it is computed once per
+    process for each setting and loaded into every model built with it; other models (from checkpoints)
+    are calibrated as they are.
     """
     from aimc_lsh.nn import needs_data, prepare_model
 
     if not needs_data(model):
         return model
+    if not pretrained:
+        return prepare_model(model, calibration_batches(context))
     hashing = json.dumps(
         {k: v for k, v in config.to_dict().items() if k in set(_hash_fields())}, sort_keys=True
     )
@@ -462,7 +466,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
         config = HardwareConfig.from_dict(config)
     model = pretrained_model(context)
     if config.placement == "conventional" or checkpoint is None:
-        return _calibrate(patch_model(model, config, inplace=True), context, config).eval()
+        return _calibrate(patch_model(model, config, inplace=True), context, config, pretrained=True).eval()
     from aimc_lsh.train import patch_like
 
     state = _checkpoint(checkpoint)
@@ -483,7 +487,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
             f"checkpoint {checkpoint} does not fit the hardware model: "
             f"missing {foreign[:5]}, unexpected {unexpected[:5]}"
         )
-    return _calibrate(model, context, config).eval()
+    return _calibrate(model, context, config, pretrained=False).eval()
 
 
 def accuracy_row(model: nn.Module, context: dict[str, Any]) -> dict[str, Any]:

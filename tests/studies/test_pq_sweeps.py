@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aimc_lsh.data import load_dataset
-from aimc_lsh.hardware import HardwareConfig
+from aimc_lsh.hardware import HardwareConfig, program
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import calibrate_pq, needs_data, patch_model, pq_layers
 from aimc_lsh.studies import drift, ksweep
@@ -16,6 +16,7 @@ from aimc_lsh.studies.workload import (
     pretrained_model,
     resolve_source,
 )
+from aimc_lsh.train import save_checkpoint
 
 COMMON = ["--dataset", "digits", "--kernel", "product_quantization", "--no-progress"]
 
@@ -33,6 +34,26 @@ def test_analog_model_calibrates_pq_on_the_first_training_images():
     )
     for (path, layer), (_, expected) in zip(pq_layers(model), pq_layers(direct), strict=True):
         assert torch.equal(layer.kernel.centroids, expected.kernel.centroids), path
+
+
+def test_analog_model_of_a_pq_checkpoint_keeps_its_weights_and_codebooks(tmp_path):
+    context = resolve_source("digits", batch_size=200).context()
+    tuned = calibrate_pq(
+        patch_model(
+            pretrained_model(context), HashConfig(kernel="product_quantization", hash_length=8, seed=5)
+        ),
+        calibration_batches(context)[:1],
+    )
+    with torch.no_grad():
+        tuned.fc.weight.mul_(1.5)  # as if fine-tuned
+    path = save_checkpoint(tmp_path / "pq.pt", tuned, backbone="digits_cnn")
+    ideal = HardwareConfig(
+        kernel="random_projection", hash_length=64, device="ideal"
+    )  # the checkpoint's kernel wins
+    analog = program(analog_model(context, ideal, str(path)))
+    images = calibration_batches(context)[1][0]
+    with torch.no_grad():
+        torch.testing.assert_close(analog(images), tuned(images), rtol=1e-4, atol=1e-4)
 
 
 def test_k_sweep_runs_pq_with_k_centroids(tmp_path, capsys):
