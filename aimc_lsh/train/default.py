@@ -60,7 +60,9 @@ def default_checkpoint(
 ) -> Path:
     """Return the path of a fine-tuned hashed backbone, training and caching it first if absent.
 
-    Every convolution and the classifier are hashed with ``HashConfig(kernel, hash_length)``. Training
+    Every convolution and the classifier are hashed with ``HashConfig(kernel, hash_length)`` (and
+    calibrated on the first 512 training images where the kernel needs data, e.g. product quantization's
+    codebooks; ``hash_length`` is then K). Training
     uses the CIFAR-10 training split under ``data_root`` (or ``$AIMC_LSH_DATA``) and validates on its
     test split; with the default config it takes about 30 minutes on one CPU thread.
 
@@ -92,10 +94,10 @@ def default_checkpoint(
         return path
     if not train:
         raise FileNotFoundError(f"no cached checkpoint at {path}; run studies/finetune.py or pass train=True")
-    from aimc_lsh.data import load_dataset
+    from aimc_lsh.data import load_dataset, make_loader
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
-    from aimc_lsh.nn import patch_model
+    from aimc_lsh.nn import patch_model, prepare_model
     from aimc_lsh.train.trainer import fine_tune
 
     teacher = get_backbone(backbone, path=weights)
@@ -103,9 +105,12 @@ def default_checkpoint(
     dataset = "cifar100" if backbone.startswith("cifar100") else "cifar10"
     if backbone.startswith("digits"):
         dataset = "digits"
+    train_set = load_dataset(dataset, root=data_root, train=True)
+    # layers that need data before they run (product-quantization codebooks): the first 512 training images
+    prepare_model(student, make_loader(train_set, batch_size=128, limit=512, shuffle=False, augment=False))
     fine_tune(
         student,
-        load_dataset(dataset, root=data_root, train=True),
+        train_set,
         config,
         teacher=teacher,
         val_set=load_dataset(dataset, root=data_root, train=False),

@@ -6,7 +6,14 @@ from torch import nn
 from aimc_lsh.hardware import HardwareConfig, program
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import calibrate_pq, needs_data, patch_model, pq_layers
-from aimc_lsh.train import load_checkpoint, model_from_checkpoint, patch_like, save_checkpoint
+from aimc_lsh.train import (
+    TrainConfig,
+    default_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    patch_like,
+    save_checkpoint,
+)
 from aimc_lsh.train.checkpoint import layer_configs
 
 
@@ -49,3 +56,12 @@ def test_parts_of_layers_holding_a_config_are_not_layers():
     hashed = patch_model(_net(), HardwareConfig(hash_length=8))  # its AnalogHashStages hold the config too
     conventional = patch_model(_net(), HardwareConfig(placement="conventional"))  # and its tile arrays
     assert set(layer_configs(hashed)) == set(layer_configs(conventional)) == {"0", "3"}
+
+
+def test_default_checkpoint_calibrates_pq_before_fine_tuning(tmp_path):
+    config = TrainConfig.for_recipe(
+        "kd", epochs=0.5, batch_size=128, augment=False, progress=False, eval_every=0
+    )
+    kwargs = dict(backbone="digits_cnn", kernel="product_quantization", hash_length=8, config=config)
+    model = model_from_checkpoint(default_checkpoint(cache_dir=tmp_path, **kwargs))
+    assert len(list(pq_layers(model))) == 2 and needs_data(model) == []
