@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="cifar10_resnet20", help="backbone name (aimc_lsh.models)")
     g.add_argument("--weights", default=None, help="pretrained weights file of the backbone")
-    g.add_argument("--kernel", default="random_projection", help="random_projection or learned_projection")
+    g.add_argument(
+        "--kernel",
+        default="random_projection",
+        help="Registered kernel: random_projection, learned_projection or product_quantization (PQ: --k is "
+        "the number of centroids K; codebooks are calibrated on the first 512 training images first)",
+    )
     g.add_argument("--k", default="256", help="hash length for every layer, or 'out' for k = out-channels")
     g.add_argument("--orthogonal", action="store_true", help="orthogonal projection rows")
     g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     from aimc_lsh.eval import bitbybit_score
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
-    from aimc_lsh.nn import patch_model
+    from aimc_lsh.nn import needs_data, patch_model, prepare_model
 
     teacher = get_backbone(args.model, path=args.weights)
     dataset = "cifar100" if "cifar100" in args.model else "cifar10"
@@ -168,6 +173,10 @@ def main(argv: list[str] | None = None) -> dict:
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
+        if needs_data(student):  # PQ codebooks: k-means on training activations, never the test split
+            calib = train_set.images[:512]
+            calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
+            prepare_model(student, list(calib.split(128)))
     prior = None
     if args.init_from:  # warm start from an earlier run's weights (same layers and configs)
         from aimc_lsh.train import load_checkpoint

@@ -67,3 +67,16 @@ def test_cli_warm_start_from_a_checkpoint(tmp_path):
     again = finetune.main([*common, "--epochs", "0", "--init-from", str(tmp_path / "a.pt")])
     assert again["initial_accuracy"] == pytest.approx(first["final_accuracy"])
     assert again["prior_steps"] == first["steps"] and again["prior_cpu_s"] is not None
+
+
+def test_cli_calibrates_and_fine_tunes_a_pq_model(tmp_path):
+    torch.set_num_threads(1)
+    summary = finetune.main(
+        ["--model", "digits_cnn", "--kernel", "product_quantization", "--k", "16", "--recipe", "kd",
+         "--epochs", "2", "--no-augment", "--quiet", "--checkpoint", str(tmp_path / "pq.pt")]
+    )  # fmt: skip
+    # codebooks came from k-means (an uncalibrated PQ layer refuses to run), then training helped
+    assert summary["initial_accuracy"] > 0.5
+    assert summary["final_accuracy"] > summary["initial_accuracy"]
+    layers = load_checkpoint(tmp_path / "pq.pt")["layers"]
+    assert layers and all(e["config"]["kernel"] == "product_quantization" for e in layers.values())
