@@ -26,7 +26,7 @@ import aimc_lsh as al
 from aimc_lsh.hardware import HardwareConfig, drift, program
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn.conventional import convert_conventional
-from aimc_lsh.utils import atomic_write_text
+from aimc_lsh.utils import atomic_write_text, tune_allocator
 
 DAY = 86_400.0
 
@@ -69,6 +69,7 @@ def accuracy(model: torch.nn.Module, loader) -> float:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()  # as the studies, evaluate and fine_tune do: no page-fault storms
     backbone = al.models.get_backbone("cifar10_resnet20")
     data = al.data.load_dataset("cifar10", root=args.data_root, train=False, limit=args.limit)
     loader = al.data.make_loader(data, batch_size=args.batch_size, augment=False, shuffle=False)

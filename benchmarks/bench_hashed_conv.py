@@ -19,6 +19,7 @@ from aimc_lsh.data import make_loader
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import get_backbone
 from aimc_lsh.nn import patch_model, unfold_reference_model
+from aimc_lsh.utils import tune_allocator
 
 
 @torch.no_grad()
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()  # as the studies, evaluate and fine_tune do: no page-fault storms
 
     loader = make_loader("cifar10", root=args.data_root, batch_size=args.batch_size, limit=args.limit)
     batches = [images for images, _ in loader]

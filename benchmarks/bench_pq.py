@@ -23,6 +23,7 @@ from aimc_lsh.hardware import HardwareConfig, program
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import get_backbone
 from aimc_lsh.nn import calibrate_pq, patch_model
+from aimc_lsh.utils import tune_allocator
 
 
 @torch.no_grad()
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()  # as the studies, evaluate and fine_tune do: no page-fault storms
 
     calib = make_loader(
         "cifar10",

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aimc_lsh.utils import tune_allocator
+
 __all__ = ["EvalResult", "evaluate"]
 
 
@@ -82,6 +84,7 @@ def evaluate(
         TypeError: If a batch is not an ``(images, labels)`` pair of tensors.
 
     """
+    tune_allocator()
     device = torch.device(device)
     devices = _model_devices(model)
     if devices and any(d.type != device.type for d in devices):

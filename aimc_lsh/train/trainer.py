@@ -35,7 +35,7 @@ from aimc_lsh.train.losses import recovery_loss
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer
 from aimc_lsh.train.ste_scale import normalize_projection_gradients
-from aimc_lsh.utils import atomic_write_text
+from aimc_lsh.utils import atomic_write_text, tune_allocator
 
 LOG_FIELDS = (
     "step",
@@ -151,6 +151,7 @@ def fine_tune(
 
     """
     config = config or TrainConfig()
+    tune_allocator()
     needs_teacher = config.kd_alpha > 0 or config.calibrate_layers
     if needs_teacher and teacher is None:
         raise ValueError("kd_alpha > 0 or calibrate_layers=True needs the FP32 model as teacher=")

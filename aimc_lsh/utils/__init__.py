@@ -3,9 +3,10 @@
 Public API:
     atomic_write_bytes(path, data), atomic_write_text(path, text), atomic_path(path) (context manager
     for writers that need a file name), sha256_file(path), file_digest(path, algorithm),
-    set_seed(seed), make_generator(seed), check_seed(seed).
+    set_seed(seed), make_generator(seed), check_seed(seed), tune_allocator().
 """
 
+from aimc_lsh.utils.allocator import tune_allocator
 from aimc_lsh.utils.io import atomic_path, atomic_write_bytes, atomic_write_text, file_digest, sha256_file
 from aimc_lsh.utils.seeding import check_seed, make_generator, set_seed
 
@@ -18,4 +19,5 @@ __all__ = [
     "make_generator",
     "set_seed",
     "sha256_file",
+    "tune_allocator",
 ]
