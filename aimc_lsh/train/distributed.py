@@ -109,7 +109,13 @@ class DistContext:
             dist.barrier()
 
     def close(self) -> None:
-        """Leave the process group if this context created it."""
+        """Leave the process group if this context created it.
+
+        Every rank waits for the others first: a rank that tears its gloo connections down while rank 0
+        still writes the checkpoint made the peer abort (``terminate called without an active exception``,
+        seen once in the 2-process test).
+        """
         if self.owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
