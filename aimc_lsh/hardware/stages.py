@@ -432,12 +432,12 @@ class AnalogHashStages(HashStages):
                     margin.addcmul_(x_norm * state.sa_noise.view(1, -1, 1, 1), noise)
                 else:
                     margin.addcmul_(x_norm, noise)
-            decision = hard_sign(margin)
             if state.sa_band is not None:
                 band = x_norm * (state.sa_band if inv is None else state.sa_band * inv).view(1, -1, 1, 1)
                 coin = hard_sign(pooled_noise(margin, gen))
-                decision = torch.where(margin.abs() < band, coin, decision)
-            return decision
+                return torch.where(margin.abs() < band, coin, hard_sign(margin))
+            # The margin is not needed any more: the decisions overwrite it (one memory pass fewer).
+            return torch.copysign(margin.new_ones(()), margin, out=margin)
         margin = pre
         if static is not None:
             margin = margin + x_norm * static.view(1, -1, 1, 1)
