@@ -22,6 +22,7 @@ from torch.nn.modules.utils import _pair
 from aimc_lsh.hardware.config import HardwareConfig
 from aimc_lsh.hardware.conventional import ConventionalArray
 from aimc_lsh.kernels import ConvGeometry
+from aimc_lsh.nn.digital import copy_parameters, digital_conv2d, digital_linear
 
 
 class ConventionalLayer(nn.Module):
@@ -123,25 +124,11 @@ class ConventionalConv2d(ConventionalLayer):
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
             conv.bias is not None, config,
         )  # fmt: skip
-        layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)
-        return layer
+        return copy_parameters(layer, conv)
 
     def to_digital(self) -> nn.Conv2d:
         """An ``nn.Conv2d`` with this layer's (target) weights and bias."""
-        g = self.geometry
-        conv = nn.Conv2d(
-            self.in_channels, self.out_channels, self.kernel_size, g.stride, g.padding, g.dilation,
-            bias=self.bias is not None,
-        ).to(device=self.weight.device, dtype=self.weight.dtype)  # fmt: skip
-        with torch.no_grad():
-            conv.weight.copy_(self.weight)
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+        return digital_conv2d(self)
 
 
 class ConventionalLinear(ConventionalLayer):
@@ -175,22 +162,11 @@ class ConventionalLinear(ConventionalLayer):
     def from_digital(cls, linear: nn.Linear, config: HardwareConfig) -> ConventionalLinear:
         """Copy of ``linear`` on analog tiles (weights and bias copied; program before use)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config)
-        layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
-        return layer
+        return copy_parameters(layer, linear)
 
     def to_digital(self) -> nn.Linear:
         """An ``nn.Linear`` with this layer's (target) weights and bias."""
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
-        linear.to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear
+        return digital_linear(self)
 
 
 CONVENTIONAL_SWAPS: dict[type[nn.Module], type[ConventionalLayer]] = {

@@ -26,6 +26,7 @@ from aimc_lsh.kernels import (
     safe_sqrt,
     sign_ste,
 )
+from aimc_lsh.nn.digital import copy_parameters, digital_conv2d, digital_linear
 
 _SEED_STRIDE = 1_000_003
 
@@ -257,30 +258,11 @@ class HashedConv2d(HashedLayer):
             config,
             seed,
         )
-        layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)
-        return layer
+        return copy_parameters(layer, conv)
 
     def to_digital(self) -> nn.Conv2d:
         """Return an ``nn.Conv2d`` with this layer's weights and bias."""
-        g = self.geometry
-        conv = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            g.stride,
-            g.padding,
-            g.dilation,
-            bias=self.bias is not None,
-        ).to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(self.weight)
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+        return digital_conv2d(self)
 
 
 class HashedLinear(HashedLayer):
@@ -326,19 +308,8 @@ class HashedLinear(HashedLayer):
     def from_digital(cls, linear: nn.Linear, config: HashConfig, seed: int | None = None) -> HashedLinear:
         """Build a hashed copy of ``linear`` (weights and bias copied)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config, seed)
-        layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
-        return layer
+        return copy_parameters(layer, linear)
 
     def to_digital(self) -> nn.Linear:
         """Return an ``nn.Linear`` with this layer's weights and bias."""
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
-        linear.to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear
+        return digital_linear(self)
