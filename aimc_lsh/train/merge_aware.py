@@ -22,6 +22,7 @@ from aimc_lsh.nn.merging import MergeConfig, MergeReport, apply_merge_plan
 from aimc_lsh.nn.rehash import RehashTracker, cohesion_penalty
 from aimc_lsh.train.batches import EpochBatches
 from aimc_lsh.train.losses import recovery_loss
+from aimc_lsh.train.trainer import set_train_mode
 from aimc_lsh.utils import check_seed
 
 __all__ = ["MergeAwareConfig", "MergeAwareResult", "merge_aware_fine_tune"]
@@ -94,14 +95,6 @@ class MergeAwareResult:
     """Per step: ``step``, ``loss`` (task loss), ``cohesion`` (penalty), ``rehashed``."""
 
 
-def _set_train_mode(model: nn.Module, bn_mode: str) -> None:
-    model.train()
-    if bn_mode == "freeze":
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-
-
 def merge_aware_fine_tune(
     model: nn.Module,
     train_set: ImageTensorDataset,
@@ -145,7 +138,7 @@ def merge_aware_fine_tune(
     if config.steps:
         batches = EpochBatches(train_set, config.batch_size, seed=config.seed, augment=config.augment)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-        _set_train_mode(model, config.bn_mode)
+        set_train_mode(model, config.bn_mode)
         step = 0
         try:
             while step < config.steps:

@@ -92,7 +92,8 @@ def _write_log(path: Path | None, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _set_train_mode(model: nn.Module, bn_mode: str) -> None:
+def set_train_mode(model: nn.Module, bn_mode: str) -> None:
+    """Put ``model`` in training mode; with ``bn_mode="freeze"`` its BatchNorm layers stay in eval mode."""
     model.train()
     if bn_mode == "freeze":
         for m in model.modules():
@@ -158,10 +159,8 @@ def fine_tune(
     ctx = DistContext.from_env(device)
     dev = ctx.device
     model.to(dev)
-    if teacher is not None:
+    if teacher is not None:  # only ever run under no_grad: its parameters are left as the caller set them
         teacher.to(dev).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     log_path = Path(log_csv) if log_csv is not None and ctx.is_main else None
     state = (
@@ -290,7 +289,7 @@ def fine_tune(
     max_planned = max(0, round(config.epochs * spe))
     stopped_early = False
     done_here = 0
-    _set_train_mode(model, config.bn_mode)
+    set_train_mode(model, config.bn_mode)
     blend = HashBlend(model) if config.blend_fraction > 0 else None
     try:
         while step < planned:
@@ -362,7 +361,7 @@ def fine_tune(
                         eval_start = time.perf_counter()
                         val = _accuracy(model, val_set, dev)
                         eval_seconds = time.perf_counter() - eval_start
-                        _set_train_mode(model, config.bn_mode)
+                        set_train_mode(model, config.bn_mode)
                     wall, cpu = elapsed()
                     history.append(
                         {

@@ -157,3 +157,15 @@ def test_calib_kd_recipe_runs_calibration_then_distillation(digits_teacher, digi
     assert [c.path for c in result.calibration] == ["conv", "fc"]
     assert all(c.error_after <= c.error_before for c in result.calibration)
     assert result.calibrated_accuracy is not None and result.final_accuracy is not None
+
+
+def test_fine_tune_leaves_the_teachers_parameters_trainable(digits_teacher, digits_data):
+    train, _ = digits_data
+    student = patch_model(digits_teacher, HashConfig(hash_length=16))
+    before = {k: v.clone() for k, v in digits_teacher.state_dict().items()}
+    fine_tune(
+        student, train, TrainConfig.for_recipe("kd", epochs=0.2, progress=False), teacher=digits_teacher
+    )
+    # the caller's model is a teacher only for this call: not frozen for later training, not changed
+    assert all(p.requires_grad for p in digits_teacher.parameters())
+    assert all(torch.equal(v, digits_teacher.state_dict()[k]) for k, v in before.items())
