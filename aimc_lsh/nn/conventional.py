@@ -17,12 +17,18 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.utils import _pair
 
 from aimc_lsh.hardware.config import HardwareConfig
 from aimc_lsh.hardware.conventional import ConventionalArray
 from aimc_lsh.kernels import ConvGeometry
-from aimc_lsh.nn.digital import copy_parameters, digital_conv2d, digital_linear
+from aimc_lsh.nn.digital import (
+    check_zero_padding,
+    conv_geometry,
+    copy_parameters,
+    digital_conv2d,
+    digital_linear,
+    new_weight,
+)
 
 
 class ConventionalLayer(nn.Module):
@@ -90,14 +96,10 @@ class ConventionalConv2d(ConventionalLayer):
         bias: bool = True,
         config: HardwareConfig | None = None,
     ) -> None:
-        if isinstance(padding, str):
-            raise ValueError(f"ConventionalConv2d needs explicit integer padding, got padding={padding!r}")
-        geometry = ConvGeometry(tuple(_pair(stride)), tuple(_pair(padding)), tuple(_pair(dilation)))
-        kernel = tuple(_pair(kernel_size))
+        kernel, geometry = conv_geometry("ConventionalConv2d", kernel_size, stride, padding, dilation)
         config = config or HardwareConfig(placement="conventional")
         super().__init__(in_channels, out_channels, kernel, geometry, bias, config)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_channels, in_channels, *kernel)
 
     def weight_4d(self) -> Tensor:
         """The weight (out, in, kh, kw)."""
@@ -116,10 +118,7 @@ class ConventionalConv2d(ConventionalLayer):
         """Copy of ``conv`` on analog tiles (weights and bias copied; program before use)."""
         if conv.groups != 1:
             raise ValueError(f"ConventionalConv2d supports groups=1 only, got groups={conv.groups}")
-        if conv.padding_mode != "zeros":
-            raise ValueError(
-                f"ConventionalConv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}"
-            )
+        check_zero_padding("ConventionalConv2d", conv)
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
             conv.bias is not None, config,
@@ -141,8 +140,7 @@ class ConventionalLinear(ConventionalLayer):
         super().__init__(in_features, out_features, (1, 1), ConvGeometry(), bias, config)
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_features, in_features)
 
     def weight_4d(self) -> Tensor:
         """The weight viewed as (out, in, 1, 1)."""

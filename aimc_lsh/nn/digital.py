@@ -1,18 +1,58 @@
-"""Weight copies between digital layers and their approximate or analog counterparts.
+"""What every swapped layer family shares with the digital layer it replaces.
 
-Every swapped layer family (hashed, product-quantized, conventional analog) keeps the digital layer's
-``weight`` and ``bias`` under the same names and shapes; these helpers are the one place that copies
-them in (``from_digital``) and back out (``to_digital``).
+Hashed, product-quantized and conventional analog layers keep the digital layer's ``weight`` and
+``bias`` under the same names and shapes, and accept the same convolution geometry (zero padding,
+groups=1). These helpers are the one place that checks that geometry, initialises a new weight, and
+copies weights in (``from_digital``) and back out (``to_digital``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import _pair
+
+from aimc_lsh.kernels import ConvGeometry
 
 M = TypeVar("M", bound=nn.Module)
+
+
+def conv_geometry(
+    owner: str,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int],
+    padding: int | Sequence[int] | str,
+    dilation: int | Sequence[int],
+    groups: int = 1,
+) -> tuple[tuple[int, int], ConvGeometry]:
+    """Kernel size as a pair and the geometry of a swapped convolution named ``owner``.
+
+    Raises:
+        ValueError: For ``groups != 1`` or a string padding such as ``"same"``.
+
+    """
+    if groups != 1:
+        raise ValueError(f"{owner} supports groups=1 only, got groups={groups}")
+    if isinstance(padding, str):
+        raise ValueError(f"{owner} needs explicit integer padding, got padding={padding!r}")
+    geometry = ConvGeometry(tuple(_pair(stride)), tuple(_pair(padding)), tuple(_pair(dilation)))
+    return tuple(_pair(kernel_size)), geometry
+
+
+def check_zero_padding(owner: str, conv: nn.Conv2d) -> None:
+    """Raise a ValueError unless ``conv`` pads with zeros (the only mode swapped layers compute)."""
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"{owner} supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+
+
+def new_weight(*shape: int) -> nn.Parameter:
+    """A weight of ``shape`` initialised as ``nn.Linear`` / ``nn.Conv2d`` initialise theirs."""
+    weight = nn.Parameter(torch.empty(*shape))
+    nn.init.kaiming_uniform_(weight, a=5**0.5)
+    return weight
 
 
 def copy_parameters(dst: M, src: nn.Module) -> M:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.utils import _pair
 
 from aimc_lsh.kernels import (
     ConvGeometry,
@@ -26,7 +25,14 @@ from aimc_lsh.kernels import (
     safe_sqrt,
     sign_ste,
 )
-from aimc_lsh.nn.digital import copy_parameters, digital_conv2d, digital_linear
+from aimc_lsh.nn.digital import (
+    check_zero_padding,
+    conv_geometry,
+    copy_parameters,
+    digital_conv2d,
+    digital_linear,
+    new_weight,
+)
 
 _SEED_STRIDE = 1_000_003
 
@@ -220,15 +226,9 @@ class HashedConv2d(HashedLayer):
         config: HashConfig | None = None,
         seed: int | None = None,
     ) -> None:
-        if groups != 1:
-            raise ValueError(f"HashedConv2d supports groups=1 only, got groups={groups}")
-        if isinstance(padding, str):
-            raise ValueError(f"HashedConv2d needs explicit integer padding, got padding={padding!r}")
-        kernel_size = _pair(kernel_size)
-        geometry = ConvGeometry(tuple(_pair(stride)), tuple(_pair(padding)), tuple(_pair(dilation)))
+        kernel_size, geometry = conv_geometry("HashedConv2d", kernel_size, stride, padding, dilation, groups)
         super().__init__(in_channels, out_channels, kernel_size, geometry, bias, config or HashConfig(), seed)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel_size))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_channels, in_channels, *kernel_size)
 
     def weight_4d(self) -> Tensor:
         """The weight (out, in, kh, kw)."""
@@ -244,8 +244,7 @@ class HashedConv2d(HashedLayer):
     @classmethod
     def from_digital(cls, conv: nn.Conv2d, config: HashConfig, seed: int | None = None) -> HashedConv2d:
         """Build a hashed copy of ``conv`` (weights and bias copied)."""
-        if conv.padding_mode != "zeros":
-            raise ValueError(f"HashedConv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+        check_zero_padding("HashedConv2d", conv)
         layer = cls(
             conv.in_channels,
             conv.out_channels,
@@ -290,8 +289,7 @@ class HashedLinear(HashedLayer):
         )
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_features, in_features)
 
     def weight_4d(self) -> Tensor:
         """The weight viewed as (out, in, 1, 1)."""

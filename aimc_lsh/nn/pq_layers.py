@@ -28,13 +28,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.utils import _pair
 
 from aimc_lsh.hardware.config import HardwareConfig
 from aimc_lsh.hardware.conventional import ConventionalArray
 from aimc_lsh.kernels import ConvGeometry, HashConfig, PQKernel, assignment_ste, build_kernel, hard_assignment
 from aimc_lsh.kernels.registry import get_kernel_class
-from aimc_lsh.nn.digital import copy_parameters, digital_conv2d, digital_linear
+from aimc_lsh.nn.digital import (
+    check_zero_padding,
+    conv_geometry,
+    copy_parameters,
+    digital_conv2d,
+    digital_linear,
+    new_weight,
+)
 
 CONV_SUBVECTOR_LENGTH = 9
 """Default V of convolutions with kh*kw > 1: one channel's 3x3 patch (LUT-NN's choice)."""
@@ -342,16 +348,10 @@ class PQConv2d(PQLayer):
         config: HashConfig | None = None,
         seed: int | None = None,
     ) -> None:
-        if groups != 1:
-            raise ValueError(f"PQConv2d supports groups=1 only, got groups={groups}")
-        if isinstance(padding, str):
-            raise ValueError(f"PQConv2d needs explicit integer padding, got padding={padding!r}")
-        kernel_size = tuple(_pair(kernel_size))
-        geometry = ConvGeometry(tuple(_pair(stride)), tuple(_pair(padding)), tuple(_pair(dilation)))
+        kernel_size, geometry = conv_geometry("PQConv2d", kernel_size, stride, padding, dilation, groups)
         config = config or HashConfig(kernel="product_quantization", hash_length=16)
         super().__init__(in_channels, out_channels, kernel_size, geometry, bias, config, seed)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel_size))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_channels, in_channels, *kernel_size)
 
     def weight_4d(self) -> Tensor:
         """The weight (out, in, kh, kw)."""
@@ -368,8 +368,7 @@ class PQConv2d(PQLayer):
     @classmethod
     def from_digital(cls, conv: nn.Conv2d, config: HashConfig, seed: int | None = None) -> PQConv2d:
         """A PQ copy of ``conv`` (weights and bias copied; calibrate before use)."""
-        if conv.padding_mode != "zeros":
-            raise ValueError(f"PQConv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+        check_zero_padding("PQConv2d", conv)
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
             conv.groups, conv.bias is not None, config, seed,
@@ -405,8 +404,7 @@ class PQLinear(PQLayer):
         super().__init__(in_features, out_features, (1, 1), ConvGeometry(), bias, config, seed)
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.weight = new_weight(out_features, in_features)
 
     def weight_4d(self) -> Tensor:
         """The weight viewed as (out, in, 1, 1)."""
