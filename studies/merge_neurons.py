@@ -18,8 +18,12 @@ a ResNet); the residual stream keeps its width. Rows (``--out``, written atomica
 ``merge`` (merged as is), ``merge+finetune`` (then ``--finetune-steps`` of
 :func:`aimc_lsh.train.fine_tune`), ``merge_aware`` (``--merge-aware-steps`` of cohesion training with
 rehashing before the merge, :func:`aimc_lsh.train.merge_aware.merge_aware_fine_tune`) and
-``merge_aware+finetune``. Parameters count every parameter of the model, FLOPs are ``2 x`` the
-conv/linear multiply-accumulates per image (:func:`aimc_lsh.eval.complexity.count_params_flops`).
+``merge_aware+finetune``. With ``--save-dir`` every row's network is also saved as a checkpoint
+(``<method>_<ratio>.pt``, with its narrower layer widths) that the hardware studies evaluate on the
+device: ``python studies/drift_sweep.py --device pcm --checkpoint <dir>/merge_0.75.pt`` (conventional
+tiles and hashed placements), ``python studies/k_sweep.py --checkpoint <dir>/merge_0.75.pt``.
+Parameters count every parameter of the model, FLOPs are ``2 x`` the conv/linear multiply-accumulates
+per image (:func:`aimc_lsh.eval.complexity.count_params_flops`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from aimc_lsh.eval import evaluate  # noqa: E402
 from aimc_lsh.eval.complexity import count_params_flops  # noqa: E402
 from aimc_lsh.models import get_backbone  # noqa: E402
 from aimc_lsh.nn.merging import MergeConfig, apply_merge_plan, plan_merges  # noqa: E402
+from aimc_lsh.train import save_checkpoint  # noqa: E402
 from aimc_lsh.utils import atomic_write_text  # noqa: E402
 
 DEFAULT_BACKBONES = {"digits": "digits_cnn", "cifar10": "cifar10_resnet20"}
@@ -69,6 +74,7 @@ FIELDS = (
     "merge_aware_steps",
     "rehashes",
     "wall_s",
+    "checkpoint",
 )
 """CSV columns (accuracies are fractions; reductions are fractions saved, 0.25 = 25% fewer)."""
 
@@ -104,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="training batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None, help="CSV file for the rows (written atomically)")
+    p.add_argument(
+        "--save-dir",
+        default=None,
+        help="folder for one checkpoint per row (<method>_<ratio>.pt): the merged network, which the "
+        "drift/k/noise/ADC studies take with --checkpoint (on conventional tiles, or hashed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -203,7 +215,13 @@ def _run(args: argparse.Namespace) -> list[dict]:
             "merge_aware_steps": steps.get("aware", 0),
             "rehashes": rehashes,
             "wall_s": round(time.perf_counter() - started, 2),
+            "checkpoint": None,
         }
+        if args.save_dir:
+            path = Path(args.save_dir) / f"{method}_{ratio:g}.pt"
+            meta = {"source": "studies/merge_neurons.py", "argv": sys.argv, "row": dict(row)}
+            save_checkpoint(path, merged, backbone=backbone, fp32_accuracy=base_acc, meta=meta)
+            row["checkpoint"] = str(path)
         rows.append(row)
         print(
             f"ratio {ratio} {method}: channels {row['channels_before']} -> {row['channels_after']}, params "

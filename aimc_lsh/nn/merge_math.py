@@ -23,6 +23,8 @@ in BatchNorm train mode afterwards therefore starts from sensible batch statisti
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -34,6 +36,7 @@ __all__ = [
     "fingerprint_bits",
     "folded_vectors",
     "merge_chain_modules",
+    "new_like",
     "representatives",
 ]
 
@@ -141,11 +144,16 @@ def representatives(vectors: Tensor, assignment: Tensor, weights: Tensor | None)
     return reps, scales
 
 
-def _new_like(
+def new_like(
     module: nn.Module, *, out_channels: int | None = None, in_channels: int | None = None
 ) -> nn.Module:
-    weight = module.weight
-    kw = {"device": weight.device, "dtype": weight.dtype}
+    """An uninitialised Conv2d, Linear or BatchNorm like ``module`` with other widths (same options, mode).
+
+    BatchNorm layers take ``out_channels`` as their width. Parameters are left uninitialised (no draw from
+    the global RNG) and keep ``module``'s ``requires_grad``.
+    """
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    kw = {"device": tensor.device, "dtype": tensor.dtype} if tensor is not None else {}
     if isinstance(module, nn.Conv2d):  # skip_init: no random init (leaves the global RNG alone)
         new: nn.Module = skip_init(
             nn.Conv2d,
@@ -231,8 +239,8 @@ def merge_chain_modules(
     n_buckets = reps.shape[0]
     w_uniform = torch.ones(len(assignment), dtype=torch.float64)
     w_all = w_uniform if weights is None else weights.double()
-    new_producer = _new_like(producer, out_channels=n_buckets)
-    new_norm = _new_like(norm, out_channels=n_buckets) if norm is not None else None
+    new_producer = new_like(producer, out_channels=n_buckets)
+    new_norm = new_like(norm, out_channels=n_buckets) if norm is not None else None
     weight = torch.empty(n_buckets, vectors.shape[1] - 1, dtype=torch.float64)
     bias = torch.zeros(n_buckets, dtype=torch.float64)
     old_w = producer.weight.reshape(len(assignment), -1).double().cpu()
@@ -295,13 +303,13 @@ def _merge_consumer(consumer: nn.Module, assignment: Tensor, scales: Tensor, n_b
     if isinstance(consumer, nn.Conv2d):
         cols = w * scales.view(1, -1, 1, 1)
         merged = w.new_zeros(w.shape[0], n_buckets, *w.shape[2:]).index_add_(1, assignment, cols)
-        new = _new_like(consumer, in_channels=n_buckets)
+        new = new_like(consumer, in_channels=n_buckets)
     else:
         group = w.shape[1] // channels
         cols = w.view(w.shape[0], channels, group) * scales.view(1, -1, 1)
         merged = w.new_zeros(w.shape[0], n_buckets, group).index_add_(1, assignment, cols)
         merged = merged.reshape(w.shape[0], n_buckets * group)
-        new = _new_like(consumer, in_channels=n_buckets * group)
+        new = new_like(consumer, in_channels=n_buckets * group)
     new.weight.copy_(merged)
     if consumer.bias is not None:
         new.bias.copy_(consumer.bias)

@@ -207,13 +207,16 @@ def add_common_arguments(
     data.add_argument(
         "--checkpoint",
         default="auto",
-        help="Fine-tuned weights of the hashed model: a checkpoint file written by studies/finetune.py; "
+        help="Fine-tuned weights of the hashed model: a checkpoint file written by studies/finetune.py, or "
+        "a network of real weights that replaces the pretrained backbone for every placement (e.g. a merged "
+        "network from studies/merge_neurons.py --save-dir, hashed with --kernel/--hash-length); "
         "'auto' = the cached default fine-tuned model if present (CIFAR-10: the k=256 checkpoint "
         "studies/finetune.py / aimc_lsh.train.default_checkpoint caches under $AIMC_LSH_CACHE or "
         "~/.cache/aimc_lsh/checkpoints; digits: fine-tuned in seconds and cached), else the "
         "UN-fine-tuned hashed model (~10-18%% on CIFAR-10), with a note; 'default' = like auto but "
         "trains the CIFAR-10 default when missing (~30 min once); 'none' = un-fine-tuned. The "
-        "conventional baseline always uses the pretrained weights. Default: %(default)s",
+        "conventional baseline uses the pretrained weights unless the file is such a network. "
+        "Default: %(default)s",
     )
     data.add_argument(
         "--limit",

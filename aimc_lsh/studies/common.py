@@ -28,6 +28,7 @@ from aimc_lsh.studies.workload import (
     accuracy_row,
     analog_model,
     checkpoint_hash_fields,
+    checkpoint_kind,
     config_columns,
     resolve_checkpoint,
     resolve_source,
@@ -47,6 +48,7 @@ __all__ = [
     "times_column",
     "check_times",
     "add_time_argument",
+    "checkpoint_note",
     "single_time",
 ]
 
@@ -58,8 +60,10 @@ class Variant:
     config: Any
     """The :class:`~aimc_lsh.hardware.HardwareConfig` (hash fields are replaced by the checkpoint's)."""
     checkpoint: str | None = None
-    """Checkpoint whose fine-tuned weights the hashed model uses; None: the pretrained backbone patched
-    as is (un-fine-tuned). Ignored for ``conventional`` (always the pretrained digital weights)."""
+    """Checkpoint the model is built from (:func:`~aimc_lsh.studies.workload.analog_model`); None: the
+    pretrained backbone patched as is (un-fine-tuned). A ``hashed`` checkpoint is ignored by the
+    ``conventional`` baseline (pretrained weights); a ``weights`` checkpoint (e.g. a merged network)
+    replaces the backbone of every placement."""
     labels: dict[str, Any] = field(default_factory=dict)
     """Extra CSV columns describing the variant (e.g. which noise knob a noise sweep turns)."""
 
@@ -188,29 +192,43 @@ def base_config(args: argparse.Namespace, prepared: Prepared, **changes: Any) ->
     return HardwareConfig(device=prepared.device, kernel=args.kernel, hash_length=args.hash_length, **changes)
 
 
+def checkpoint_note(checkpoint: str | None) -> str:
+    """Plot-title note on the model a study's checkpoint gives (empty for a fine-tuned hashed model)."""
+    if checkpoint is None:
+        return "; hashed model NOT fine-tuned"
+    if checkpoint_kind(checkpoint) == "weights":
+        return f"; network {Path(checkpoint).name}, hashed model NOT fine-tuned"
+    return ""
+
+
+def _carried_checkpoint(variant: Variant) -> str | None:
+    """The checkpoint the variant's model is built from: a ``hashed`` one only on hashed placements."""
+    if variant.checkpoint is None:
+        return None
+    if variant.config.placement == "conventional" and checkpoint_kind(variant.checkpoint) == "hashed":
+        return None
+    return variant.checkpoint
+
+
 def _variant_params(variant: Variant) -> dict[str, Any]:
     """Checkpoint identity and every config field of a variant (CSV columns)."""
-    if variant.config.placement == "conventional":
-        checkpoint = {"checkpoint": "none (pretrained weights)", "checkpoint_sha256": None}
-    elif variant.checkpoint is None:
-        checkpoint = {"checkpoint": "none (not fine-tuned)", "checkpoint_sha256": None}
+    checkpoint = _carried_checkpoint(variant)
+    if checkpoint is not None:
+        identity = {"checkpoint": Path(checkpoint).name, "checkpoint_sha256": sha256_file(checkpoint)[:16]}
+    elif variant.config.placement == "conventional":
+        identity = {"checkpoint": "none (pretrained weights)", "checkpoint_sha256": None}
     else:
-        checkpoint = {
-            "checkpoint": Path(variant.checkpoint).name,
-            "checkpoint_sha256": sha256_file(variant.checkpoint)[:16],
-        }
+        identity = {"checkpoint": "none (not fine-tuned)", "checkpoint_sha256": None}
     columns = config_columns(variant.config)
-    if variant.config.placement != "conventional" and variant.checkpoint is not None:
-        columns.update(checkpoint_hash_fields(variant.checkpoint))
-    return {**checkpoint, **variant.labels, **columns}
+    if checkpoint is not None and variant.config.placement != "conventional":
+        if checkpoint_kind(checkpoint) == "hashed":
+            columns.update(checkpoint_hash_fields(checkpoint))
+    return {**identity, **variant.labels, **columns}
 
 
 def _variant_entry(variant: Variant, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The variant's id (a digest of its full config and checkpoint digest) and its context entry."""
-    entry = {
-        "config": resolved_config(variant.config).to_dict(),
-        "checkpoint": variant.checkpoint if variant.config.placement != "conventional" else None,
-    }
+    entry = {"config": resolved_config(variant.config).to_dict(), "checkpoint": _carried_checkpoint(variant)}
     text = json.dumps([entry["config"], params["checkpoint_sha256"]], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12], entry
 

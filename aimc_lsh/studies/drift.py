@@ -20,6 +20,7 @@ from aimc_lsh.studies.common import (
     add_hardware_arguments,
     base_config,
     check_times,
+    checkpoint_note,
     hardware_point,
     make_points,
     prepare,
@@ -100,8 +101,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset} test set, device {prepared.device.name}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + ("" if checkpoint else "; hashed model NOT fine-tuned")
+        f"mean +- std over {len(prepared.seeds)} programming seeds" + checkpoint_note(checkpoint)
     )
     return Sweep(
         name=f"drift_{prepared.device.name}_{source.dataset}",

@@ -3,8 +3,10 @@
 Each k has its own fine-tuned checkpoint when one exists (``--checkpoint auto``: the cached default for
 that k; digits: fine-tuned in seconds), else the un-fine-tuned hashed model is evaluated and said so.
 The conventional-AIMC baseline does not hash, so it is evaluated once per seed and drawn as a horizontal
-band. ``--ideal-reference`` adds the same hashed models on the ideal device. Every point is evaluated at
-one time after programming (``--time``). The CLI is ``studies/k_sweep.py``.
+band. ``--checkpoint FILE`` takes a network of real weights (e.g. a merged one): it replaces the
+backbone at every k and in the baseline. ``--ideal-reference`` adds the same hashed models on the ideal
+device. Every point is evaluated at one time after programming (``--time``). The CLI is
+``studies/k_sweep.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aimc_lsh.studies.common import (
 )
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
+from aimc_lsh.studies.workload import checkpoint_kind, resolve_checkpoint
 
 __all__ = ["DEFAULT_HASH_LENGTHS", "build_parser", "build_sweep", "plot_k", "main"]
 
@@ -70,11 +73,16 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     """Validate the options and build the k sweep (no heavy compute)."""
     from aimc_lsh.hardware import ADC, SenseAmp, load_device
 
-    if args.checkpoint not in CHECKPOINT_CHOICES:
-        raise UsageError(
-            "a k sweep needs one checkpoint per k: use --checkpoint auto, default or none, not a file"
-        )
     prepared = prepare(args)
+    network = None  # a network of real weights replacing the backbone at every k and in the baseline
+    if args.checkpoint not in CHECKPOINT_CHOICES:
+        network = resolve_checkpoint(prepared.source, args.checkpoint, args.hash_length)
+        if network is not None and checkpoint_kind(network) == "hashed":
+            raise UsageError(
+                "a k sweep needs one hashed checkpoint per k: use --checkpoint auto, default or none, or a "
+                "file with a network of real weights (e.g. merged), not the hashed checkpoint "
+                f"{args.checkpoint}"
+            )
     times = single_time(prepared.device, args.time)
     ks = parse_int_list(args.hash_lengths, "hash length", minimum=1)
     devices = [prepared.device] + ([load_device("ideal")] if args.ideal_reference else [])
@@ -90,13 +98,14 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
                 config = config.replace(sense_amp=SenseAmp(), adc=ADC())
             variants.append(Variant(config, checkpoint=checkpoints[k]))
     if not args.no_baseline:
-        variants.append(Variant(base_config(args, prepared, placement="conventional")))
+        variants.append(Variant(base_config(args, prepared, placement="conventional"), checkpoint=network))
     points, context = make_points(prepared.source, variants, prepared.seeds, times)
     source = prepared.source
-    missing = [k for k, path in checkpoints.items() if path is None]
+    missing = [k for k, path in checkpoints.items() if path is None or path == network]
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
         f"mean +- std over {len(prepared.seeds)} programming seeds"
+        + (f"; network {Path(network).name}" if network else "")
         + (f"; NOT fine-tuned at k = {', '.join(map(str, missing))}" if missing else "")
     )
     return Sweep(

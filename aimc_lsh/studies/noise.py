@@ -29,6 +29,7 @@ from aimc_lsh.studies.common import (
     add_hardware_arguments,
     add_time_argument,
     base_config,
+    checkpoint_note,
     hardware_point,
     make_points,
     prepare,
@@ -167,8 +168,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + ("" if checkpoint else "; hashed model NOT fine-tuned")
+        f"mean +- std over {len(prepared.seeds)} programming seeds" + checkpoint_note(checkpoint)
     )
     return Sweep(
         name=f"noise_{prepared.device.name}_{source.dataset}",

@@ -51,6 +51,7 @@ __all__ = [
     "calibration_batches",
     "pretrained_model",
     "analog_model",
+    "checkpoint_kind",
     "accuracy_row",
 ]
 
@@ -442,34 +443,54 @@ def _checkpoint(path: str) -> dict[str, Any]:
     return load_checkpoint(path)
 
 
+def checkpoint_kind(path: str | os.PathLike[str]) -> str:
+    """``"hashed"`` (a fine-tuned hashed/PQ model) or ``"weights"`` (a real-valued network, e.g. merged).
+
+    See :func:`aimc_lsh.train.checkpoint_kind`.
+    """
+    from aimc_lsh.train import checkpoint_kind as kind
+
+    return kind(_checkpoint(str(path)))
+
+
 def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = None) -> nn.Module:
     """The model of ``context`` on the hardware of ``config`` (a HardwareConfig or its dict), unprogrammed.
 
     Args:
         context: The sweep context (data and weights locations).
         config: The hardware configuration.
-        checkpoint: Fine-tuned hashed-model checkpoint, or None.
+        checkpoint: A checkpoint (:func:`checkpoint_kind`), or None.
 
-    * ``placement="conventional"``: the pretrained digital backbone converted to conventional AIMC.
-    * hashed placements with a checkpoint: every layer hashed in the checkpoint gets the checkpoint's
-      kernel settings (kernel, k, seed, tiling) combined with the hardware fields of ``config``, and the
-      fine-tuned weights (and learned projections) are loaded.
-    * hashed placements without a checkpoint: the pretrained backbone patched with ``config``.
+    * No checkpoint: the pretrained backbone patched with ``config`` (converted to conventional AIMC for
+      ``placement="conventional"``, hashed otherwise).
+    * A ``weights`` checkpoint (a real-valued network, e.g. merged by ``studies/merge_neurons.py``, whose
+      layers may be narrower than the backbone's): that network replaces the pretrained backbone and is
+      patched with ``config`` -- conventional AIMC, or hashed with the kernel settings of ``config``.
+    * A ``hashed`` checkpoint: for hashed placements every layer hashed in the checkpoint gets the
+      checkpoint's kernel settings (kernel, k, seed, tiling) combined with the hardware fields of
+      ``config``, and the fine-tuned weights (and learned projections) are loaded into the backbone
+      resized to the checkpoint's widths; the ``conventional`` baseline uses the pretrained backbone.
 
     Layers that need data (PQ codebooks without a calibrated checkpoint) are calibrated on
     :func:`calibration_batches` before the model is returned.
     """
     from aimc_lsh.hardware import HardwareConfig
     from aimc_lsh.nn import patch_model
+    from aimc_lsh.train import checkpoint_kind as kind
+    from aimc_lsh.train import digital_network
 
     if isinstance(config, dict):
         config = HardwareConfig.from_dict(config)
     model = pretrained_model(context)
-    if config.placement == "conventional" or checkpoint is None:
+    state = _checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None and kind(state) == "weights":
+        network = patch_model(digital_network(state, model), config, inplace=True)
+        return _calibrate(network, context, config, pretrained=False).eval()
+    if config.placement == "conventional" or state is None:
         return _calibrate(patch_model(model, config, inplace=True), context, config, pretrained=True).eval()
+    from aimc_lsh.nn.widths import resize_to_widths
     from aimc_lsh.train import patch_like
 
-    state = _checkpoint(checkpoint)
     hash_fields = set(_hash_fields())
     hardware = {k: v for k, v in resolved_config(config).to_dict().items() if k not in hash_fields}
     layers = {
@@ -479,7 +500,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
         }
         for path, entry in state["layers"].items()
     }
-    model = patch_like(model, layers, inplace=True)
+    model = patch_like(resize_to_widths(model, state.get("widths", {}), inplace=True), layers, inplace=True)
     missing, unexpected = model.load_state_dict(state["model_state"], strict=False)
     foreign = [k for k in missing if ".stages." not in k]
     if unexpected or foreign:

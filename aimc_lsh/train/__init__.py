@@ -24,7 +24,14 @@ from aimc_lsh.train.calibration import (
     layer_reconstruction_errors,
     recalibrate_bn,
 )
-from aimc_lsh.train.checkpoint import load_checkpoint, model_from_checkpoint, patch_like, save_checkpoint
+from aimc_lsh.train.checkpoint import (
+    checkpoint_kind,
+    digital_network,
+    load_checkpoint,
+    model_from_checkpoint,
+    patch_like,
+    save_checkpoint,
+)
 from aimc_lsh.train.config import DEFAULT_RECIPE, RECIPES, TrainConfig
 from aimc_lsh.train.default import default_checkpoint, default_checkpoint_path
 from aimc_lsh.train.distributed import DistContext
@@ -62,8 +69,10 @@ __all__ = [
     "accuracy_under_noise",
     "build_optimizer",
     "calibrate_layers",
+    "checkpoint_kind",
     "default_checkpoint",
     "default_checkpoint_path",
+    "digital_network",
     "distillation_loss",
     "fine_tune",
     "inject_training_noise",

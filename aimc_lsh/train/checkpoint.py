@@ -9,6 +9,8 @@ Format (a ``torch.save`` dict, loadable with ``weights_only=True``)::
     model_state   state_dict of the model (training-noise wrappers removed)
     backbone      backbone name for aimc_lsh.models.get_backbone, or None
     layers        {module path: {"config_class": "module:Class", "config": config.to_dict()}}
+    widths        {module path: {"in": ..., "out": ...}} of every layer (aimc_lsh.nn.widths): a merged
+                  network's narrower layers; absent in older checkpoints (backbone widths)
     fp32_accuracy accuracy (fraction) of the FP32 model the run started from, or None
     train_config  TrainConfig.to_dict(); noise: NoiseSpec.to_dict() or None
     step, epoch   optimiser steps done, epochs completed (float)
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn.widths import layer_widths, resize_to_widths
 from aimc_lsh.utils import atomic_path
 
 FORMAT = "aimc_lsh.train/1"
@@ -102,6 +105,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, **fields: An
             "format": FORMAT,
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "layers": layer_configs(model),
+            "widths": layer_widths(model),
         }
     finally:
         rewrap_stages(saved)
@@ -172,6 +176,50 @@ def model_from_checkpoint(
         from aimc_lsh.models import get_backbone
 
         model = get_backbone(name)
-    patched = patch_like(model, checkpoint["layers"])
+    model = resize_to_widths(model, checkpoint.get("widths", {}))
+    patched = patch_like(model, checkpoint["layers"], inplace=True)
     patched.load_state_dict(checkpoint["model_state"])
     return patched.eval()
+
+
+def checkpoint_kind(checkpoint: dict[str, Any]) -> str:
+    """What a loaded checkpoint holds: ``"hashed"`` or ``"weights"``.
+
+    ``hashed``: some layers are hashed or product-quantized (a fine-tuned approximate model).
+    ``weights``: a real-valued network, with no patched layers (e.g. a merged network,
+    ``studies/merge_neurons.py --save-dir``) or with conventional analog layers (hardware-aware
+    fine-tuning of the baseline); :func:`digital_network` gives it as a digital model.
+    """
+    configs = [entry["config"] for entry in checkpoint["layers"].values()]
+    return "weights" if all(c.get("placement") == "conventional" for c in configs) else "hashed"
+
+
+def digital_network(checkpoint: dict[str, Any], model: nn.Module) -> nn.Module:
+    """The digital network of a ``weights`` checkpoint (:func:`checkpoint_kind`), built on ``model``.
+
+    Args:
+        checkpoint: A loaded checkpoint of kind ``weights``.
+        model: The digital backbone it was made from (resized to the checkpoint's widths, then loaded).
+
+    Returns:
+        A digital model (Conv2d/Linear layers) with the checkpoint's weights, in eval mode.
+
+    Raises:
+        ValueError: If the checkpoint is of kind ``hashed``, or its weights do not fit ``model``.
+
+    """
+    if checkpoint_kind(checkpoint) != "weights":
+        raise ValueError("a hashed checkpoint has no digital network of its own; use model_from_checkpoint")
+    try:
+        network = model_from_checkpoint(checkpoint, model)
+    except RuntimeError as err:
+        raise ValueError(f"the checkpoint's weights do not fit the backbone: {err}") from None
+    replaced: list[str] = []
+    for path, module in list(network.named_modules()):
+        if not path or any(path.startswith(p + ".") for p in replaced):
+            continue
+        if getattr(module, "config", None) is not None and hasattr(module, "to_digital"):
+            replaced.append(path)
+            parent, _, name = path.rpartition(".")
+            setattr(network.get_submodule(parent) if parent else network, name, module.to_digital().eval())
+    return network

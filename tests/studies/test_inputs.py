@@ -63,7 +63,7 @@ def test_missing_cifar_data_says_how_to_provide_it(tmp_path, capsys, monkeypatch
         (noise, ["--device", "ideal", "--knobs", "prog_noise_scale"], "needs a device with an aihwkit noise"),
         (noise, ["--time", "1s,1h"], "--time takes one time"),
         (ksweep, ["--hash-lengths", "64,0"], "hash length 0 is below the minimum 1"),
-        (ksweep, ["--checkpoint", "some.pt"], "needs one checkpoint per k"),
+        (ksweep, ["--checkpoint", "some.pt"], "checkpoint some.pt not found"),
         (adc, ["--bits", "0"], "outside 1..24"),
         (adc, ["--bits", "4,many"], "not an integer or 'ideal'"),
     ],

@@ -2,9 +2,13 @@
 
 import csv
 import importlib.util
+from pathlib import Path
 
 import pytest
 
+from aimc_lsh.data import load_dataset, make_loader
+from aimc_lsh.eval import evaluate
+from aimc_lsh.train import load_checkpoint, model_from_checkpoint
 from tests.studies.conftest import STUDIES
 
 SCRIPT = STUDIES / "merge_neurons.py"
@@ -20,7 +24,8 @@ def _load():
 def test_digits_rows_and_csv(tmp_path, capsys):
     out = tmp_path / "merge.csv"
     argv = ["--dataset", "digits", "--ratios", "0.5", "--finetune-steps", "4", "--merge-aware-steps", "4"]
-    rows = _load().main([*argv, "--rehash-interval", "2", "--no-progress", "--out", str(out)])
+    save = ["--save-dir", str(tmp_path / "nets")]
+    rows = _load().main([*argv, "--rehash-interval", "2", "--no-progress", "--out", str(out), *save])
     assert [r["method"] for r in rows] == ["merge", "merge+finetune", "merge_aware", "merge_aware+finetune"]
     for row in rows:
         assert (row["channels_before"], row["channels_after"], row["chains"]) == (16, 8, 1)
@@ -34,6 +39,20 @@ def test_digits_rows_and_csv(tmp_path, capsys):
         written = list(csv.DictReader(f))
     assert [r["method"] for r in written] == [r["method"] for r in rows]
     assert float(written[0]["accuracy_after"]) == rows[0]["accuracy_after"]
+    # every row's network is saved with its narrower widths and rebuilds with the row's accuracy
+    assert [Path(r["checkpoint"]).name for r in rows] == [
+        "merge_0.5.pt", "merge+finetune_0.5.pt", "merge_aware_0.5.pt", "merge_aware+finetune_0.5.pt",
+    ]  # fmt: skip
+    tuned = model_from_checkpoint(rows[1]["checkpoint"])
+    assert (
+        tuned.conv.out_channels == 8 and load_checkpoint(rows[1]["checkpoint"])["widths"]["fc"]["in"] == 128
+    )
+    assert (
+        evaluate(
+            tuned, make_loader(load_dataset("digits", train=False), batch_size=256), progress=False
+        ).accuracy
+        == rows[1]["accuracy_after"]
+    )
 
 
 def test_help_documents_every_option_and_bad_options_fail_before_any_work():
