@@ -53,3 +53,14 @@ def test_digests_match_hashlib(tmp_path):
     assert file_digest(path, "md5") == hashlib.md5(data).hexdigest()
     with pytest.raises(ValueError, match="unknown hash algorithm"):
         file_digest(path, "nope")
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "results.csv", "a,b\n")
+        assert target.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert atomic_write_text(tmp_path / "private.csv", "a\n").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
