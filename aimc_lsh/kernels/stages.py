@@ -7,8 +7,10 @@ amplifiers, ADCs). Linear layers run as 1x1 convolutions on (N, d, 1, 1) inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,6 +38,10 @@ class ConvGeometry:
 class HashStages(nn.Module):
     """Ideal digital implementation of the hashed-layer pipeline.
 
+    In inference (no gradient needed) :meth:`binarize` and :meth:`reconstruct` overwrite their first
+    argument: the layer hands them fresh tensors it does not reuse (and scales the new tensor that
+    :meth:`match` returns in place), so no k-channel or output-sized temporary is allocated twice.
+
     Args:
         ste: Straight-through estimator for the sign in :meth:`binarize`.
 
@@ -61,8 +67,13 @@ class HashStages(nn.Module):
         return F.conv2d(x, filters, None, geometry.stride, geometry.padding, geometry.dilation)
 
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
-        """Sign of the pre-activations (+-1), straight-through in training."""
-        return sign_ste(pre, self.ste)
+        """Sign of the pre-activations (+-1), straight-through in training.
+
+        In inference the signs overwrite ``pre`` (one memory pass, no new k-channel tensor).
+        """
+        if _needs_grad(pre):
+            return sign_ste(pre, self.ste)
+        return torch.copysign(pre.new_ones(()), pre, out=pre)
 
     def match(self, h_x: Tensor, codes: Tensor, tile: TilePair) -> Tensor:
         """Code agreement ``S = h_W . h_x`` (in [-k, k]) for every output and position.
@@ -73,13 +84,15 @@ class HashStages(nn.Module):
             tile: Tile pair index.
 
         Returns:
-            ``S`` of shape (N, out_j, H, W).
+            ``S`` of shape (N, out_j, H, W), a new tensor.
 
         """
         return F.conv2d(h_x, codes[:, :, None, None])
 
     def reconstruct(self, similarity: Tensor, w_norm: Tensor, x_norm: Tensor, tile: TilePair) -> Tensor:
         """Rescale the estimated cosine by the norms: ``cos(pi/2 (1 - s)) ||w|| ||x_patch||``.
+
+        In inference the result overwrites ``similarity``.
 
         Args:
             similarity: ``s = S / k`` (N, out_j, H, W).
@@ -88,4 +101,13 @@ class HashStages(nn.Module):
             tile: Tile pair index.
 
         """
-        return cosine_from_similarity(similarity) * w_norm.view(1, -1, 1, 1) * x_norm
+        if _needs_grad(similarity, w_norm, x_norm):
+            return cosine_from_similarity(similarity) * w_norm.view(1, -1, 1, 1) * x_norm
+        # Inference: cos(pi/2 (1 - s)) = sin(pi/2 s), in place (equal up to rounding).
+        out = similarity.mul_(0.5 * math.pi).sin_()
+        return out.mul_(w_norm.view(1, -1, 1, 1)).mul_(x_norm)
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    """Whether autograd records an operation on any of ``tensors``."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
