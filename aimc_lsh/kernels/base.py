@@ -31,8 +31,8 @@ def cosine_from_similarity(similarity: Tensor) -> Tensor:
 
     ``s = 1 - 2 theta / pi`` in expectation, hence ``cos(theta) = cos(pi/2 (1 - s))``.
 
-    >>> cosine_from_similarity(torch.tensor([1.0, 0.0, -1.0])).round(decimals=6)
-    tensor([ 1.,  0., -1.])
+    >>> cosine_from_similarity(torch.tensor([1.0, 0.5, -1.0])).round(decimals=4)
+    tensor([ 1.0000,  0.7071, -1.0000])
     """
     return torch.cos(0.5 * math.pi * (1.0 - similarity))
 
