@@ -109,7 +109,8 @@ class ConventionalArray(nn.Module):
 
     def _readouts(self, weights: Tensor, tag: tuple) -> dict:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "readout", *tag))
-        return global_readouts(weights, self.plan, self.adc, self.full_scale, gen, self.read_noise_std)
+        noise, reference = self.read_noise_std, self.config.drift_reference
+        return global_readouts(weights, self.plan, self.adc, self.full_scale, gen, noise, reference)
 
     def _set_blocks(self, flat: Tensor, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> None:
         out, channels = shape[0], shape[1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +160,45 @@ def drift_matrix(
     return drifted
 
 
+DRIFT_REFERENCE_VECTORS = 16
+"""Number of +-1 input vectors of the ``random_sign`` drift-compensation read-out."""
+
+
+def reference_inputs(n_in: int, reference: str = "one_hot", full_scale: float | None = None) -> Tensor:
+    """Input vectors (rows) of the drift-compensation read-out of a tile with ``n_in`` rows.
+
+    ``one_hot``: the identity (aihwkit's ``GlobalDriftCompensation``). ``random_sign``:
+    :data:`DRIFT_REFERENCE_VECTORS` vectors of +-1 on ``m = min(n_in, ceil((full_scale / 3)^2))``
+    random rows (0 elsewhere), fixed for given ``n_in`` and ``m`` (seeded by them), so the read-outs at
+    programming and after drift use the same inputs. Even a tile of max-|W| weights then reads out with a
+    standard deviation of at most ``full_scale / 3``, inside the converter's range, so clipping does not
+    bias the factor; the entries stay +-1 (full input range, unchanged by abs-max noise management).
+
+    Args:
+        n_in: Rows of the tile.
+        reference: ``one_hot`` or ``random_sign``.
+        full_scale: The ADC's full scale in normalised units; None: the tile's natural range ``n_in``.
+
+    Raises:
+        ValueError: For an unknown ``reference``.
+
+    """
+    if reference == "one_hot":
+        return torch.eye(n_in)
+    if reference == "random_sign":
+        scale = float(n_in if full_scale is None else full_scale)
+        active = max(1, min(n_in, math.ceil((scale / 3.0) ** 2)))
+        gen = torch.Generator().manual_seed(derive_seed("drift_reference", n_in, active))
+        signs = torch.randint(0, 2, (DRIFT_REFERENCE_VECTORS, n_in), generator=gen).float().mul_(2).sub_(1)
+        if active < n_in:
+            mask = torch.zeros_like(signs)
+            for row in mask:
+                row[torch.randperm(n_in, generator=gen)[:active]] = 1.0
+            signs.mul_(mask)
+        return signs
+    raise ValueError(f"unknown drift reference {reference!r}; allowed: one_hot, random_sign")
+
+
 def global_readouts(
     weights: Tensor,
     plan: TilePlan,
@@ -166,11 +206,14 @@ def global_readouts(
     full_scale: float | Tensor,
     generator: torch.Generator | None = None,
     read_noise_std: float = 0.0,
+    reference: str = "one_hot",
 ) -> dict[Block, Tensor]:
-    """Read out every tile as aihwkit's ``GlobalDriftCompensation`` does: mean |ADC(W e_i)| over e_i.
+    """Read out every tile for global drift compensation: mean |ADC(W x)| over the reference inputs x.
 
-    Driving one row at full scale reads that row's weights on every column; the mean absolute
-    converted value (clamped at 1e-4 as aihwkit does) is the tile's reference.
+    With ``one_hot`` inputs (aihwkit's ``GlobalDriftCompensation``) each row is driven alone at full
+    scale and its weights are read on every column; ``random_sign`` drives many rows at once with fixed
+    +-1 vectors (:func:`reference_inputs`). The mean absolute converted value (clamped at 1e-4 as aihwkit
+    does) is the tile's reference.
 
     Args:
         weights: Tile-normalised weights (n_out x n_in) as stored on the crossbar.
@@ -178,7 +221,8 @@ def global_readouts(
         adc: Converter reading the columns.
         full_scale: Its full scale (a number, or a (n_row_blocks,) tensor indexed by row block).
         generator: Source of the converter noise.
-        read_noise_std: Per-read weight noise; a one-hot input sees it unscaled.
+        read_noise_std: Per-read weight noise, seen scaled by the input vector's norm.
+        reference: ``one_hot`` or ``random_sign``.
 
     """
     from aimc_lsh.hardware.periphery import adc_convert
@@ -186,6 +230,13 @@ def global_readouts(
     readouts = {}
     for block, out_slice, in_slice in plan.blocks():
         fs = full_scale[block[0]] if isinstance(full_scale, Tensor) and full_scale.dim() > 0 else full_scale
-        out = adc_convert(weights[out_slice, in_slice].T, adc, fs, generator, read_noise_std or None)
+        tile = weights[out_slice, in_slice]
+        if reference == "one_hot":
+            values, noise = tile.T, read_noise_std
+        else:
+            inputs = reference_inputs(tile.shape[1], reference, float(fs)).to(tile)
+            values = inputs @ tile.T
+            noise = read_noise_std * float(inputs[0].norm())
+        out = adc_convert(values, adc, fs, generator, noise or None)
         readouts[block] = out.abs().mean().clamp(min=1e-4)
     return readouts

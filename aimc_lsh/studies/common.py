@@ -110,6 +110,14 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
         "Default: %(default)s",
     )
     group.add_argument(
+        "--drift-reference",
+        choices=("one_hot", "random_sign"),
+        default="one_hot",
+        help="Inputs of the global drift-compensation read-out: one_hot (aihwkit's; single weights are "
+        "often below one ADC step, which biases the factor) or random_sign (fixed +-1 vectors on all "
+        "rows). Default: %(default)s",
+    )
+    group.add_argument(
         "--kernel",
         default="random_projection",
         help="Kernel of the un-fine-tuned hashed model (with a checkpoint, the checkpoint's). "
@@ -189,6 +197,7 @@ def base_config(args: argparse.Namespace, prepared: Prepared, **changes: Any) ->
     """The study's HardwareConfig: device from ``--device``, kernel from ``--kernel``/``--hash-length``."""
     from aimc_lsh.hardware import HardwareConfig
 
+    changes.setdefault("drift_reference", args.drift_reference)
     return HardwareConfig(device=prepared.device, kernel=args.kernel, hash_length=args.hash_length, **changes)
 
 
