@@ -114,8 +114,8 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
         choices=("one_hot", "random_sign"),
         default="one_hot",
         help="Inputs of the global drift-compensation read-out: one_hot (aihwkit's; single weights are "
-        "often below one ADC step, which biases the factor) or random_sign (fixed +-1 vectors on all "
-        "rows). Default: %(default)s",
+        "often below one ADC step, which biases the factor) or random_sign (fixed +-1 vectors on "
+        "many rows at once, as many as the ADC range allows). Default: %(default)s",
     )
     group.add_argument(
         "--kernel",
