@@ -17,12 +17,16 @@ It implements the stage hook of ``docs/architecture.md`` (``project``, ``binariz
 * the reconstruction optionally quantises the weight-row and patch norms.
 
 Programming noise, drift and accumulated 1/f noise are applied to the weights once per
-:meth:`program_layer` / :meth:`drift_layer`; each forward only adds cheap per-read noise.
+:meth:`program_layer` / :meth:`drift_layer`; each forward only adds cheap per-read noise. In inference
+the comparators reuse the patch norms the layer computed for the same input tile, and the periphery
+arithmetic overwrites the fresh tensors it is handed (the stage contract of
+:class:`aimc_lsh.kernels.HashStages`), with the same operations in the same order, hence the same numbers.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,17 +43,10 @@ from aimc_lsh.hardware.programming import (
     global_readouts,
     program_matrix,
 )
-from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair, hard_sign, sign_ste
+from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair, hard_sign, needs_grad, patch_norms, sign_ste
 
 if TYPE_CHECKING:
     from aimc_lsh.hardware.config import HardwareConfig
-
-
-def patch_norms(x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
-    """Euclidean norm of every patch of ``x`` (N, C, H, W) -> (N, 1, H_out, W_out)."""
-    ones = x.new_ones(1, x.shape[1], *kernel_size)
-    sq = F.conv2d(x * x, ones, None, geometry.stride, geometry.padding, geometry.dilation)
-    return sq.clamp(min=0).sqrt()
 
 
 def stack_row_blocks(matrix: Tensor, plan: TilePlan) -> Tensor:
@@ -156,6 +153,8 @@ class AnalogHashStages(HashStages):
         self._generator: torch.Generator | None = None
         self._reads_seed = 0
         self._pending: tuple[TilePair, Tensor, bool] | None = None
+        # The layer's patch norms of its current input tile: (weakref to x, x._version, key, norms).
+        self._norms: tuple[weakref.ref, int, tuple, Tensor] | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -172,6 +171,12 @@ class AnalogHashStages(HashStages):
                     setattr(state, name, fn(value))
             state.proj_blocks = [(c0, c1, fn(w)) for c0, c1, w in state.proj_blocks]
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled state, without the per-forward patch-norm cache (a weak reference)."""
+        state = super().__getstate__()
+        state["_norms"] = None
+        return state
 
     def _state(self, tile: TilePair) -> TileState:
         state = self.tiles.get(tile)
@@ -345,9 +350,28 @@ class AnalogHashStages(HashStages):
         """Whether comparators (not an exact digital sign) decide h_x of this tile pair."""
         return not self.sense_amp.ideal or state.sa_noise is not None
 
-    @staticmethod
-    def _needs_grad(*tensors: Tensor) -> bool:
-        return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+        """Patch norms of the layer's input tile, kept for the comparators of :meth:`project` on ``x``.
+
+        The cache holds ``x`` weakly and is used only for that same tensor, unmodified since (its
+        version counter), with the same kernel size and geometry; :meth:`project` computes the norms
+        itself otherwise (e.g. when called directly, or through a wrapping stage object).
+        """
+        norms = patch_norms(x, kernel_size, geometry)
+        self._norms = (weakref.ref(x), x._version, (tuple(kernel_size), geometry), norms)
+        return norms
+
+    def _patch_norms_of(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+        """The norms :meth:`patch_norms` computed for ``x`` if still valid, else computed now."""
+        cached = self._norms
+        if (
+            cached is not None
+            and cached[0]() is x
+            and cached[1] == x._version
+            and cached[2] == (tuple(kernel_size), geometry)
+        ):
+            return cached[3]
+        return patch_norms(x, tuple(kernel_size), geometry)
 
     def project(self, x: Tensor, filters: Tensor, geometry: ConvGeometry, tile: TilePair) -> Tensor:
         """P x for every patch: digital (the given filters) or on the programmed projection tile.
@@ -361,10 +385,10 @@ class AnalogHashStages(HashStages):
         if not analog and self.sense_amp.ideal:
             return super().project(x, filters, geometry, tile)
         state = self._state(tile)
-        grad = self._needs_grad(x, filters)
+        grad = needs_grad(x, filters)
         multi = analog and len(state.proj_plan.row_splits) > 1
         comparators = not multi and self._sense_amps_act(state)
-        x_norm = patch_norms(x, filters.shape[2:], geometry) if (comparators or multi) else None
+        x_norm = self._patch_norms_of(x, filters.shape[2:], geometry) if (comparators or multi) else None
         folded = comparators and not grad and state.sa_inv_sigma is not None
         if not analog:
             if folded:
@@ -389,20 +413,28 @@ class AnalogHashStages(HashStages):
         live = projection_blocks(filters, state.proj_plan) if grad else None
         gen = self.generator()
         read_std = self.device_profile.read_noise_std
+        extra = read_std or None  # per-read weight noise, referred to the ADC input
         total = None
         for b, (c0, c1, programmed) in enumerate(state.proj_blocks):
             weight = programmed if live is None else _straight_through(live[b][2], programmed)
             x_b = x if (c0, c1) == (0, x.shape[1]) else x[:, c0:c1]
             pre = F.conv2d(x_b, weight, None, geometry.stride, geometry.padding, geometry.dilation)
-            unit = (x_norm * state.proj_scale[b].view(1, -1, 1, 1)).clamp(min=1e-30)
             fs = state.proj_full_scale[b].view(1, -1, 1, 1)
             noisy = self.adc.noise_std > 0 or read_std > 0
             noise = pooled_noise(pre, gen) if noisy else None
-            value = adc_convert(
-                pre / unit, self.adc, fs, None, read_std or None, noise=noise, inplace=not grad
-            )
-            value = value * unit
-            total = value if total is None else total + value
+            if grad:
+                unit = (x_norm * state.proj_scale[b].view(1, -1, 1, 1)).clamp(min=1e-30)
+                value = adc_convert(pre / unit, self.adc, fs, None, extra, noise=noise)
+                value = value * unit
+                total = value if total is None else total + value
+                continue
+            # Inference: the same operations in place on fresh tensors; ``unit`` in ``pre``'s memory layout
+            # (channels-last), which makes the element-wise passes ~3x faster than mixed layouts (measured).
+            unit = torch.mul(x_norm, state.proj_scale[b].view(1, -1, 1, 1), out=torch.empty_like(pre))
+            unit = unit.clamp_(min=1e-30)
+            value = adc_convert(pre.div_(unit), self.adc, fs, None, extra, noise=noise, inplace=True)
+            value = value.mul_(unit)
+            total = value if total is None else total.add_(value)
         return total
 
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
@@ -414,13 +446,13 @@ class AnalogHashStages(HashStages):
         """
         pending, self._pending = self._pending, None
         if pending is None or pending[0] != tile:
-            return sign_ste(pre, self.ste)
+            return super().binarize(pre, tile)  # exact sign (in place in inference)
         _, x_norm, folded = pending
         state = self._state(tile)
         sa = self.sense_amp
         gen = self.generator()
         static = state.sa_static if (sa.offset_std > 0 or sa.threshold != 0) else None
-        if folded or not self._needs_grad(pre):
+        if folded or not needs_grad(pre):
             # Inference: in place on pre (noise folded into P, so unit-variance noise is added).
             inv = state.sa_inv_sigma if folded else None
             margin = pre
@@ -432,12 +464,15 @@ class AnalogHashStages(HashStages):
                     margin.addcmul_(x_norm * state.sa_noise.view(1, -1, 1, 1), noise)
                 else:
                     margin.addcmul_(x_norm, noise)
+            inside = None
             if state.sa_band is not None:
-                band = x_norm * (state.sa_band if inv is None else state.sa_band * inv).view(1, -1, 1, 1)
+                half_width = (state.sa_band if inv is None else state.sa_band * inv).view(1, -1, 1, 1)
+                band = torch.mul(x_norm, half_width, out=torch.empty_like(margin))  # margin's layout
                 coin = hard_sign(pooled_noise(margin, gen))
-                return torch.where(margin.abs() < band, coin, hard_sign(margin))
+                inside = margin.abs() < band
             # The margin is not needed any more: the decisions overwrite it (one memory pass fewer).
-            return torch.copysign(margin.new_ones(()), margin, out=margin)
+            h = torch.copysign(margin.new_ones(()), margin, out=margin)
+            return h if inside is None else torch.where(inside, coin, h, out=h)
         margin = pre
         if static is not None:
             margin = margin + x_norm * static.view(1, -1, 1, 1)
@@ -456,7 +491,7 @@ class AnalogHashStages(HashStages):
             return super().match(h_x, codes, tile)
         state = self._state(tile)
         weight = state.match_weight
-        if self._needs_grad(codes):
+        if needs_grad(codes):
             weight = _straight_through(stack_row_blocks(codes, state.codes_plan)[:, :, None, None], weight)
         agreement = F.conv2d(h_x, weight)
         if not self.adc.ideal or state.match_noise is not None:
@@ -467,7 +502,9 @@ class AnalogHashStages(HashStages):
                 gain=state.match_alpha, inplace=True,
             )  # fmt: skip
         elif state.match_alpha is not None:
-            agreement = agreement * state.match_alpha
+            # The convolution's output is fresh: scale it in place unless autograd records it.
+            grad = needs_grad(agreement, state.match_alpha)
+            agreement = agreement * state.match_alpha if grad else agreement.mul_(state.match_alpha)
         if len(state.codes_plan.row_splits) > 1:
             n, _, height, width = agreement.shape
             agreement = agreement.view(n, len(state.codes_plan.row_splits), -1, height, width).sum(1)

@@ -16,7 +16,7 @@ from aimc_lsh.kernels.pq import (
 from aimc_lsh.kernels.pq_kernel import PQKernel
 from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
-from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair
+from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
 from aimc_lsh.kernels.ste import STE_MODES, hard_sign, sign_ste
 
 __all__ = [
@@ -40,6 +40,8 @@ __all__ = [
     "kmeans",
     "kmeans_plus_plus",
     "lookup_table",
+    "needs_grad",
+    "patch_norms",
     "quantize_table",
     "random_projection",
     "register_kernel",

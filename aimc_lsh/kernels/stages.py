@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aimc_lsh.kernels.base import cosine_from_similarity
+from aimc_lsh.kernels.base import cosine_from_similarity, safe_sqrt
 from aimc_lsh.kernels.ste import sign_ste
 
 TilePair = tuple[int, int]
@@ -51,6 +51,23 @@ class HashStages(nn.Module):
         super().__init__()
         self.ste = ste
 
+    def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+        """Norms ``||x_patch||`` of every input patch, computed once per input tile for :meth:`reconstruct`.
+
+        The layer calls this before :meth:`project` on the same tensor ``x``; hardware stages may keep
+        the result for their comparators (see :func:`patch_norms`).
+
+        Args:
+            x: Input tile (N, C_i, H, W).
+            kernel_size: The layer's (kh, kw).
+            geometry: The layer's convolution geometry.
+
+        Returns:
+            Patch norms (N, 1, H_out, W_out).
+
+        """
+        return patch_norms(x, kernel_size, geometry)
+
     def project(self, x: Tensor, filters: Tensor, geometry: ConvGeometry, tile: TilePair) -> Tensor:
         """Project every input patch on the k rows of P: a convolution with P as k filters.
 
@@ -71,7 +88,7 @@ class HashStages(nn.Module):
 
         In inference the signs overwrite ``pre`` (one memory pass, no new k-channel tensor).
         """
-        if _needs_grad(pre):
+        if needs_grad(pre):
             return sign_ste(pre, self.ste)
         return torch.copysign(pre.new_ones(()), pre, out=pre)
 
@@ -101,13 +118,32 @@ class HashStages(nn.Module):
             tile: Tile pair index.
 
         """
-        if _needs_grad(similarity, w_norm, x_norm):
+        if needs_grad(similarity, w_norm, x_norm):
             return cosine_from_similarity(similarity) * w_norm.view(1, -1, 1, 1) * x_norm
         # Inference: cos(pi/2 (1 - s)) = sin(pi/2 s), in place (equal up to rounding).
         out = similarity.mul_(0.5 * math.pi).sin_()
         return out.mul_(w_norm.view(1, -1, 1, 1)).mul_(x_norm)
 
 
-def _needs_grad(*tensors: Tensor) -> bool:
-    """Whether autograd records an operation on any of ``tensors``."""
+def patch_norms(x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+    """Euclidean norm of every patch of ``x`` (N, C, H, W) -> (N, 1, H_out, W_out).
+
+    The squares are summed over channels first, then over each patch window by a convolution of that
+    one-channel map with a (1, 1, kh, kw) ones kernel in the given geometry (zero padding adds
+    nothing, as in the patches themselves): exact for any stride, padding and dilation. The square
+    root is :func:`safe_sqrt` (zero patches give 0 with a zero gradient).
+
+    >>> x = torch.tensor([[[[3.0, 4.0]]]])  # one channel, a 1 x 2 image
+    >>> patch_norms(x, (1, 2), ConvGeometry())
+    tensor([[[[5.]]]])
+    """
+    squares = (x * x).sum(dim=1, keepdim=True)
+    if kernel_size == (1, 1) and geometry.stride == (1, 1) and geometry.padding == (0, 0):
+        return safe_sqrt(squares)
+    ones = squares.new_ones(1, 1, *kernel_size)
+    return safe_sqrt(F.conv2d(squares, ones, None, geometry.stride, geometry.padding, geometry.dilation))
+
+
+def needs_grad(*tensors: Tensor) -> bool:
+    """Whether autograd records an operation on any of ``tensors`` (False: the inference fast paths apply)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)

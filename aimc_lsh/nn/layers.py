@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lsh.kernels import (
@@ -21,8 +20,8 @@ from aimc_lsh.kernels import (
     HashKernel,
     build_kernel,
     get_kernel_class,
+    needs_grad,
     safe_norm,
-    safe_sqrt,
     sign_ste,
 )
 from aimc_lsh.nn.digital import (
@@ -107,7 +106,6 @@ class HashedLayer(nn.Module):
                 )
         self.kernels = nn.ModuleList(kernels)
         self.stages = config.build_stages()
-        self.register_buffer("_ones", torch.ones(1, 1, kh, kw), persistent=False)
         if bias:
             self.bias = nn.Parameter(torch.zeros(out_channels))
         else:
@@ -154,15 +152,10 @@ class HashedLayer(nn.Module):
         """Norms of every input patch of ``x_tile`` (N, C_i, H, W) -> (N, 1, H_out, W_out).
 
         The squares are summed over channels first, then over each patch window by a convolution
-        of that one-channel map with a (1, 1, kh, kw) ones kernel in the layer's geometry (zero
-        padding adds nothing, as in the patches themselves).
+        of that one-channel map with a (1, 1, kh, kw) ones kernel in the layer's geometry
+        (:func:`aimc_lsh.kernels.patch_norms`); the forward pass asks ``self.stages`` for them.
         """
-        squares = (x_tile * x_tile).sum(dim=1, keepdim=True)
-        g = self.geometry
-        if self.kernel_size == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0):
-            return safe_sqrt(squares)
-        ones = self._ones.to(x_tile.dtype)
-        return safe_sqrt(F.conv2d(squares, ones, None, g.stride, g.padding, g.dilation))
+        return self.stages.patch_norms(x_tile, self.kernel_size, self.geometry)
 
     # ----------------------------------------------------------------- forward
     def _forward_4d(self, x: Tensor) -> Tensor:
@@ -181,7 +174,7 @@ class HashedLayer(nn.Module):
                 h_x = stages.binarize(pre, tile)
                 agreement = stages.match(h_x, self.weight_codes(i, j), tile)
                 w_norm = self.weight_norms(i, j)
-                if _needs_grad(agreement, w_norm, x_norm):
+                if needs_grad(agreement, w_norm, x_norm):
                     similarity = agreement / kernel.hash_length
                 else:  # inference: no new output-sized tensor (reconstruct overwrites it too)
                     similarity = agreement.div_(kernel.hash_length)
@@ -206,11 +199,6 @@ class HashedLayer(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel={c.kernel}, k={c.hash_length}, "
             f"tiles={len(self.in_tiles)}x{len(self.out_tiles)}, bias={self.bias is not None}"
         )
-
-
-def _needs_grad(*tensors: Tensor) -> bool:
-    """Whether autograd records an operation on any of ``tensors``."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _check_finite(x: Tensor, name: str) -> None:
