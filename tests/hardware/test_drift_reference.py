@@ -6,6 +6,7 @@ from torch import nn
 
 from aimc_lsh.hardware import ADC, HardwareConfig, drift, load_device, program
 from aimc_lsh.hardware.programming import DRIFT_REFERENCE_VECTORS, drift_matrix, reference_inputs
+from aimc_lsh.nn import patch_model
 from aimc_lsh.nn.conventional import convert_conventional
 
 
@@ -65,3 +66,17 @@ def test_random_sign_reference_changes_the_output_and_is_fast_backend_only(tiny_
     assert not torch.allclose(*outputs)
     with pytest.raises(ValueError, match="simulated by the fast backend only"):
         HardwareConfig(placement="conventional", backend="aihwkit", drift_reference="random_sign")
+
+
+def test_random_sign_reference_compensates_code_tiles(tiny_net, tiny_input):
+    """One-hot read-outs of +-1 codes against a k-row full scale are below one step: factor exactly 1."""
+    device = load_device("pcm").replace(read_noise_std=0.0)
+    factors = {}
+    for reference in ("one_hot", "random_sign"):
+        config = HardwareConfig(hash_length=256, device=device, drift_reference=reference)
+        model = program(patch_model(tiny_net, config), seed=2)
+        drift(model, 86_400.0)
+        state = next(iter(model.conv2.stages.tiles.values()))
+        factors[reference] = float(state.match_alpha.mean())
+    assert factors["one_hot"] == 1.0
+    assert 1.3 < factors["random_sign"] < 1.8  # PCM conductances decay by about a third in a day
