@@ -4,34 +4,11 @@ import pickle
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import aimc_lsh.hardware.stages as analog_stages
 from aimc_lsh.hardware import ADC, HardwareConfig, SenseAmp, TileSpec, drift, load_device, program
-from aimc_lsh.kernels import ConvGeometry
 from aimc_lsh.nn import HashedConv2d, HashedLinear
-
-GEOMETRIES = [  # (kernel, stride, padding, dilation)
-    ((3, 3), (1, 1), (1, 1), (1, 1)),
-    ((3, 3), (2, 2), (1, 1), (1, 1)),
-    ((3, 2), (2, 1), (0, 2), (2, 1)),
-    ((1, 1), (1, 1), (0, 0), (1, 1)),
-    ((1, 1), (2, 2), (0, 0), (1, 1)),
-    ((5, 5), (3, 2), (2, 0), (1, 2)),
-]
-
-
-@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation"), GEOMETRIES)
-def test_analog_patch_norms_equal_the_former_full_channel_formula(kernel, stride, padding, dilation):
-    x = torch.randn(3, 7, 11, 10, generator=torch.Generator().manual_seed(0))
-    geometry = ConvGeometry(stride, padding, dilation)
-    norms = analog_stages.patch_norms(x, kernel, geometry)
-    ones = torch.ones(1, 7, *kernel)  # the analog stages' former formula: one conv of x**2 over all channels
-    former = F.conv2d(x * x, ones, None, stride, padding, dilation).clamp(min=0).sqrt()
-    torch.testing.assert_close(norms, former, rtol=1e-5, atol=1e-6)
-    patches = F.unfold(x, kernel, dilation, padding, stride)
-    torch.testing.assert_close(norms, patches.norm(dim=1).view(norms.shape), rtol=1e-5, atol=1e-6)
 
 
 def _layer(config, seed=0, kernel=3, stride=1, padding=1):

@@ -1,6 +1,37 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
-from aimc_lsh.kernels import HashStages, cosine_from_similarity, hard_sign
+from aimc_lsh.kernels import ConvGeometry, HashStages, cosine_from_similarity, hard_sign, patch_norms
+
+PATCH_GEOMETRIES = [  # (kernel, stride, padding, dilation)
+    ((3, 3), (1, 1), (1, 1), (1, 1)),
+    ((3, 3), (2, 2), (1, 1), (1, 1)),
+    ((3, 2), (1, 2), (2, 1), (2, 1)),
+    ((3, 2), (2, 1), (0, 2), (2, 1)),
+    ((1, 1), (1, 1), (0, 0), (1, 1)),
+    ((1, 1), (2, 2), (0, 0), (1, 1)),
+    ((1, 1), (1, 1), (1, 0), (3, 1)),
+    ((2, 3), (3, 1), (0, 2), (1, 2)),
+    ((5, 5), (3, 2), (2, 0), (1, 2)),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation"), PATCH_GEOMETRIES)
+def test_patch_norms_equal_unfolded_norms_and_the_former_full_channel_formula(
+    kernel, stride, padding, dilation, channels_last
+):
+    """The one patch-norm function the hashed layers and the analog comparators share."""
+    x = torch.randn(3, 7, 11, 10, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    norms = patch_norms(x, kernel, ConvGeometry(stride, padding, dilation))
+    patches = F.unfold(x, kernel, dilation, padding, stride)  # (N, C kh kw, L)
+    torch.testing.assert_close(norms, patches.norm(dim=1).view(norms.shape), rtol=1e-5, atol=1e-6)
+    ones = torch.ones(1, 7, *kernel)  # the former formula: one conv of x**2 over all channels
+    former = F.conv2d(x * x, ones, None, stride, padding, dilation).clamp(min=0).sqrt()
+    torch.testing.assert_close(norms, former, rtol=1e-5, atol=1e-6)
 
 
 def test_binarize_in_inference_overwrites_pre_with_the_hard_sign():
