@@ -33,6 +33,7 @@ from typing import Any, Self
 import yaml
 
 from aimc_lsh.hardware.devices import IDEAL_DEVICE, DeviceProfile, load_device
+from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.hardware.specs import ADC, SenseAmp, TileSpec, check_positive_int
 from aimc_lsh.kernels import HashConfig, get_kernel_class
 from aimc_lsh.utils import atomic_write_text
@@ -42,9 +43,6 @@ PLACEMENTS = ("codes_on_array", "projection_on_array", "conventional")
 
 BACKENDS = ("fast", "aihwkit")
 """Allowed values of :attr:`HardwareConfig.backend`."""
-
-DRIFT_REFERENCES = ("one_hot", "random_sign")
-"""Allowed :attr:`HardwareConfig.drift_reference` values."""
 
 CONVENTIONAL_FULL_SCALE = 12.0
 """ADC full scale of the conventional baseline when ``ADC.full_scale`` is None: aihwkit's default

@@ -160,6 +160,9 @@ def drift_matrix(
     return drifted
 
 
+DRIFT_REFERENCES = ("one_hot", "random_sign")
+"""Allowed inputs of the drift-compensation read-out (``HardwareConfig.drift_reference``)."""
+
 DRIFT_REFERENCE_VECTORS = 16
 """Number of +-1 input vectors of the ``random_sign`` drift-compensation read-out."""
 
@@ -196,7 +199,7 @@ def reference_inputs(n_in: int, reference: str = "one_hot", full_scale: float | 
                 row[torch.randperm(n_in, generator=gen)[:active]] = 1.0
             signs.mul_(mask)
         return signs
-    raise ValueError(f"unknown drift reference {reference!r}; allowed: one_hot, random_sign")
+    raise ValueError(f"unknown drift reference {reference!r}; allowed: {', '.join(DRIFT_REFERENCES)}")
 
 
 def global_readouts(

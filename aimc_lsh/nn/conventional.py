@@ -28,6 +28,7 @@ from aimc_lsh.nn.digital import (
     digital_conv2d,
     digital_linear,
     new_weight,
+    set_submodule,
 )
 
 
@@ -227,7 +228,5 @@ def convert_conventional(
             continue
         analog = CONVENTIONAL_SWAPS[type(module)].from_digital(module, config)
         analog.train(module.training)
-        parent_path, _, name = path.rpartition(".")
-        parent = model.get_submodule(parent_path) if parent_path else model
-        setattr(parent, name, analog)
+        set_submodule(model, path, analog)
     return model

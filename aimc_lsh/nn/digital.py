@@ -2,8 +2,9 @@
 
 Hashed, product-quantized and conventional analog layers keep the digital layer's ``weight`` and
 ``bias`` under the same names and shapes, and accept the same convolution geometry (zero padding,
-groups=1). These helpers are the one place that checks that geometry, initialises a new weight, and
-copies weights in (``from_digital``) and back out (``to_digital``).
+groups=1). These helpers are the one place that checks that geometry, initialises a new weight,
+copies weights in (``from_digital``) and back out (``to_digital``), and puts a swapped layer in its
+place in a model (:func:`set_submodule`).
 """
 
 from __future__ import annotations
@@ -89,3 +90,9 @@ def digital_linear(layer: nn.Module) -> nn.Linear:
     """An ``nn.Linear`` with the weight and bias of a swapped linear ``layer``."""
     linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     return copy_parameters(linear, layer)
+
+
+def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``path`` of ``model`` (which must not be ``""``)."""
+    parent_path, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lsh.kernels.random_proj import random_projection
+from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.fx_chains import MergeChain, find_merge_chains
 from aimc_lsh.nn.merge_calibration import Batches, calibrate_chains
 from aimc_lsh.nn.merge_math import (
@@ -238,11 +239,6 @@ def _check_skip(model: nn.Module, skip: tuple[str, ...]) -> None:
         )
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
-
-
 def chain_vectors(model: nn.Module, chain: MergeChain, metric: Tensor | None = None) -> Tensor:
     """Folded neuron vectors (C, D + 1) of a chain's producer (float64, detached; times ``metric``)."""
     norm = model.get_submodule(chain.norm) if chain.norm else None
@@ -367,10 +363,10 @@ def _apply_layer(model: nn.Module, layer: LayerMerge) -> None:
     new_p, new_n, new_c = merge_chain_modules(
         producer, norm, consumer, layer.assignment, layer.weights, metric=layer.metric
     )
-    _set_submodule(model, chain.producer, new_p)
+    set_submodule(model, chain.producer, new_p)
     if chain.norm and new_n is not None:
-        _set_submodule(model, chain.norm, new_n)
-    _set_submodule(model, chain.consumer, new_c)
+        set_submodule(model, chain.norm, new_n)
+    set_submodule(model, chain.consumer, new_c)
 
 
 def _fresh_decision(config: MergeConfig) -> Decide:

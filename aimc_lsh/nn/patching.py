@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.layers import HashedConv2d, HashedLayer, HashedLinear
 from aimc_lsh.nn.pq_layers import PQConv2d, PQLayer, PQLinear
 
@@ -49,12 +50,6 @@ def layer_seed(base_seed: int, path: str) -> int:
 
 def _matches(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p + ".") for p in prefixes)
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, name, module)
 
 
 def patchable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -144,7 +139,7 @@ def patch_model(
             module, layer_config, seed=layer_seed(layer_config.seed, path)
         )
         hashed.train(module.training)
-        _set_submodule(model, path, hashed)
+        set_submodule(model, path, hashed)
     return model
 
 
@@ -156,7 +151,7 @@ def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         digital = layer.to_digital()
         digital.train(layer.training)
         if path:
-            _set_submodule(model, path, digital)
+            set_submodule(model, path, digital)
         else:
             return digital
     return model

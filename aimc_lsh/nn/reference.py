@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lsh.kernels import cosine_from_similarity, safe_norm
+from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.layers import HashedConv2d, HashedLayer
 
 
@@ -73,7 +74,5 @@ def unfold_reference_model(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model)
     for path, module in list(model.named_modules()):
         if isinstance(module, HashedLayer):
-            parent_path, _, name = path.rpartition(".")
-            parent = model.get_submodule(parent_path) if parent_path else model
-            setattr(parent, name, _UnfoldForward(module))
+            set_submodule(model, path, _UnfoldForward(module))
     return model

@@ -16,6 +16,7 @@ import copy
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.merge_math import new_like
 
 __all__ = ["layer_widths", "resize_to_widths"]
@@ -94,6 +95,5 @@ def resize_to_widths(
         if isinstance(module, _BatchNorm) and width["in"] != width["out"]:
             raise ValueError(f"BatchNorm layer {path!r} cannot have different widths in and out: {width}")
         resized = new_like(module, in_channels=width["in"], out_channels=width["out"])
-        parent, _, name = path.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, name, resized)
+        set_submodule(model, path, resized)
     return model

@@ -94,6 +94,8 @@ class Prepared:
 
 def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: str = "pcm") -> None:
     """Options of the simulated hardware shared by the hardware studies."""
+    from aimc_lsh.hardware.programming import DRIFT_REFERENCES
+
     group = parser.add_argument_group("hardware")
     group.add_argument(
         "--device",
@@ -111,7 +113,7 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
     )
     group.add_argument(
         "--drift-reference",
-        choices=("one_hot", "random_sign"),
+        choices=DRIFT_REFERENCES,
         default="one_hot",
         help="Inputs of the global drift-compensation read-out: one_hot (aihwkit's; single weights are "
         "often below one ADC step, which biases the factor) or random_sign (fixed +-1 vectors on "

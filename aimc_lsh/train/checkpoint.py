@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from aimc_lsh.kernels import HashConfig
+from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.widths import layer_widths, resize_to_widths
 from aimc_lsh.utils import atomic_path
 
@@ -220,6 +221,5 @@ def digital_network(checkpoint: dict[str, Any], model: nn.Module) -> nn.Module:
             continue
         if getattr(module, "config", None) is not None and hasattr(module, "to_digital"):
             replaced.append(path)
-            parent, _, name = path.rpartition(".")
-            setattr(network.get_submodule(parent) if parent else network, name, module.to_digital().eval())
+            set_submodule(network, path, module.to_digital().eval())
     return network
