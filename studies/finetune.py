@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device-profile", default=None, help="pcm, hermes, reram or ideal: sample its noise")
     g.add_argument("--hwa-time", type=float, default=86_400.0, help="drift time (s) of the noise")
     g.add_argument("--hwa-scale", type=float, default=1.0, help="multiply the measured noise by this")
+    g.add_argument(
+        "--weight-noise", choices=("device", "additive"), default="device",
+        help="conventional layers: device = every step, the weights as the device holds them at --hwa-time "
+        "(aihwkit programming noise, drift, read noise, global compensation); additive = Gaussian noise "
+        "of the measured relative spread times each layer's max |W| (times --hwa-scale)",
+    )  # fmt: skip
+    g.add_argument(
+        "--weight-clip", type=float, default=0.0,
+        help="conventional layers: clip weights to this many std after every step (0: off; 2.5-3.5 typical)",
+    )  # fmt: skip
     g.add_argument("--sa-offset", type=float, default=0.0, help="sense-amp offset std (relative)")
     g.add_argument("--sa-noise", type=float, default=0.0, help="sense-amp noise std (relative)")
     g = p.add_argument_group("output")
@@ -159,10 +169,16 @@ def main(argv: list[str] | None = None) -> dict:
     if dataset == "digits" and config.augment:
         config = config.replace(crop_padding=1)
     noise = None
+    if args.weight_clip and not args.device_profile:
+        build_parser().error("--weight-clip is part of hardware-aware training: give --device-profile too "
+                             "(--device-profile ideal clips without noise)")  # fmt: skip
     if args.device_profile:
         noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
                                       sa_noise_std=args.sa_noise)  # fmt: skip
-        scaled = {k: v * args.hwa_scale for k, v in noise.to_dict().items()}
+        scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
+        if args.weight_noise == "device" and args.device_profile != "ideal":
+            scaled.update(weight_device=args.device_profile, weight_t_inference=args.hwa_time)
+        scaled["weight_clip_sigma"] = args.weight_clip
         noise = NoiseSpec.from_dict(scaled)
     if args.conventional:
         import copy

@@ -9,6 +9,8 @@ Public API:
     recovery_loss(...), distillation_loss(...)
     NoiseSpec, noise_spec_for_device(name, t_inference), inject_training_noise(model, spec),
         remove_training_noise(model), WeightNoise (conventional HWA), relative_weight_noise(noise_model, t),
+        device_weights(noise_model, weight, t) (a weight as the device holds it at t),
+        clip_weights(model, sigma) (layer-Gaussian weight clipping),
         accuracy_under_noise(model, data, spec, repeats) -> NoisyAccuracy
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model)
     build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
@@ -41,6 +43,8 @@ from aimc_lsh.train.noise import (
     NoiseSpec,
     NoisyTrainingStages,
     WeightNoise,
+    clip_weights,
+    device_weights,
     inject_training_noise,
     noise_spec_for_device,
     relative_weight_noise,
@@ -66,6 +70,8 @@ __all__ = [
     "TrainResult",
     "WarmupCosine",
     "WeightNoise",
+    "clip_weights",
+    "device_weights",
     "accuracy_under_noise",
     "build_optimizer",
     "calibrate_layers",

@@ -14,9 +14,14 @@ with fresh ``e ~ N(0, 1)`` every forward. Evaluation mode runs the wrapped stage
 trained model is evaluated (and programmed) exactly as without the wrapper; :func:`remove_training_noise`
 unwraps before saving if desired (the wrapper has no state of its own).
 
-Conventional analog baseline (aihwkit's HWA style): :class:`WeightNoise` adds Gaussian noise relative to
-each layer's max |W| to the weights of ``nn.Conv2d`` / ``nn.Linear`` (or any module with ``weight``) for
-the forward and backward pass of one step and restores the clean weights before the optimiser step.
+Conventional analog baseline (aihwkit's HWA style): :class:`WeightNoise` perturbs the weights of
+``nn.Conv2d`` / ``nn.Linear`` (or any module with ``weight``) for the forward and backward pass of one
+step and restores the clean weights before the optimiser step. The perturbation is either Gaussian
+noise relative to each layer's max |W| (``additive``), or the error of the device itself
+(``NoiseSpec.weight_device``): every tile is programmed with the aihwkit noise model, drifted to
+``NoiseSpec.weight_t_inference`` and globally drift-compensated, afresh at every step, so the network
+trains against the state-dependent programming noise, the spread of drift exponents and the read noise
+it meets at inference.
 
 Noise levels can be measured from an aihwkit noise model with :func:`relative_weight_noise`, which
 programs unit conductances, drifts them to ``t_inference`` with global drift compensation and returns
@@ -35,6 +40,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
+from aimc_lsh.hardware.specs import TileSpec
 from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair
 
 
@@ -59,10 +65,35 @@ class NoiseSpec:
     """Noise on the code match S in units of sqrt(k) (read-out / ADC noise)."""
 
     weight_std: float = 0.0
-    """Conventional baseline only: weight noise relative to each layer's max |W|."""
+    """Conventional baseline only: additive weight noise relative to each layer's max |W| (ignored when
+    ``weight_device`` is set)."""
+
+    weight_device: str | None = None
+    """Conventional baseline only: draw the weight error from this aihwkit device (``pcm``, ``hermes``,
+    ``reram``): each tile programmed, drifted to ``weight_t_inference`` and drift-compensated, every step.
+    None: additive ``weight_std`` noise."""
+
+    weight_t_inference: float = 86_400.0
+    """Seconds after programming at which ``weight_device`` errors are drawn."""
+
+    weight_clip_sigma: float = 0.0
+    """Conventional baseline only: after every optimiser step, clip each layer's weights to this many
+    standard deviations of that layer's weights (aihwkit's layer-Gaussian clipping), so the abs-max that
+    sets the conductance scale is not a rare outlier and most weights sit above the programming-noise
+    floor. 0: no clipping."""
 
     def __post_init__(self) -> None:
+        if self.weight_device is not None:
+            from aimc_lsh.train.devices import DEVICE_NAMES
+
+            if self.weight_device not in DEVICE_NAMES:
+                raise ValueError(
+                    f"NoiseSpec.weight_device must be None or one of {', '.join(DEVICE_NAMES)}, "
+                    f"got {self.weight_device!r}"
+                )
         for f in dataclasses.fields(self):
+            if f.name == "weight_device":
+                continue
             value = getattr(self, f.name)
             if (
                 not isinstance(value, int | float)
@@ -79,7 +110,12 @@ class NoiseSpec:
             (self.projection_std, self.code_std, self.sa_offset_std, self.sa_noise_std, self.output_std)
         )
 
-    def to_dict(self) -> dict[str, float]:
+    @property
+    def weight_noise_active(self) -> bool:
+        """Whether conventional layers get weight noise (device-drawn or additive)."""
+        return self.weight_device is not None or self.weight_std > 0 or self.weight_clip_sigma > 0
+
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
         return dataclasses.asdict(self)
 
@@ -263,21 +299,51 @@ class WeightNoise:
         optimizer.step()
 
     Args:
-        std: Noise standard deviation relative to each layer's max |W| (0 disables).
+        std: Additive noise standard deviation relative to each layer's max |W| (0 disables); ignored
+            when ``device`` is given.
         in_eval: Also perturb in eval mode (to evaluate a conventional model under this noise).
+        device: Draw the perturbation from this aihwkit device instead (see :func:`device_weights`).
+        t_inference: Seconds after programming for ``device``.
 
     """
 
-    def __init__(self, std: float, in_eval: bool = False) -> None:
+    def __init__(
+        self, std: float, in_eval: bool = False, *, device: str | None = None, t_inference: float = 86_400.0
+    ) -> None:
         if not math.isfinite(std) or std < 0:
             raise ValueError(f"weight noise std must be a finite number >= 0, got {std!r}")
+        if not math.isfinite(t_inference) or t_inference <= 0:
+            raise ValueError(f"weight noise t_inference must be a finite number > 0 s, got {t_inference!r}")
         self.std = float(std)
         self.in_eval = in_eval
+        self.t_inference = float(t_inference)
+        self.noise_model: Any = None
+        if device is not None:
+            from aimc_lsh.train.devices import aihwkit_noise_model
+
+            self.noise_model = aihwkit_noise_model(device)
+
+    @classmethod
+    def from_spec(cls, spec: NoiseSpec | None, in_eval: bool = False) -> WeightNoise:
+        """The weight noise a :class:`NoiseSpec` asks for (none for None)."""
+        if spec is None:
+            return cls(0.0, in_eval)
+        return cls(spec.weight_std, in_eval, device=spec.weight_device, t_inference=spec.weight_t_inference)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether :meth:`perturbed` changes anything."""
+        return self.noise_model is not None or self.std > 0
+
+    def _noisy(self, w: Tensor) -> Tensor:
+        if self.noise_model is not None:
+            return device_weights(self.noise_model, w, self.t_inference)
+        return w + self.std * w.abs().amax() * torch.randn_like(w)
 
     @contextmanager
     def perturbed(self, model: nn.Module) -> Iterator[None]:
-        """Add noise to the weights for the body of the ``with`` block, then restore them."""
-        if self.std <= 0 or not (model.training or self.in_eval):
+        """Replace the weights by noisy ones for the body of the ``with`` block, then restore them."""
+        if not self.enabled or not (model.training or self.in_eval):
             yield
             return
         saved = []
@@ -285,10 +351,69 @@ class WeightNoise:
             for m in _noisy_weight_modules(model):
                 w = m.weight
                 saved.append((w, w.detach().clone()))
-                w.add_(self.std * w.abs().amax() * torch.randn_like(w))
+                w.copy_(self._noisy(w.detach()))
         try:
             yield
         finally:
             with torch.no_grad():
                 for w, clean in saved:
                     w.copy_(clean)
+
+
+@torch.no_grad()
+def clip_weights(model: nn.Module, sigma: float) -> int:
+    """Clip the weights of every conventional layer of ``model`` to +-``sigma`` times their std (in place).
+
+    Args:
+        model: The model; hashed layers and normalisation layers are left alone.
+        sigma: Clip level in standard deviations of each layer's weights; <= 0 does nothing.
+
+    Returns:
+        The number of layers clipped.
+
+    """
+    if not math.isfinite(sigma):
+        raise ValueError(f"weight clip sigma must be a finite number, got {sigma!r}")
+    if sigma <= 0:
+        return 0
+    modules = _noisy_weight_modules(model)
+    for m in modules:
+        bound = float(m.weight.std()) * sigma
+        m.weight.clamp_(-bound, bound)
+    return len(modules)
+
+
+@torch.no_grad()
+def device_weights(
+    noise_model: Any, weight: Tensor, t_inference: float, tile: TileSpec | None = None
+) -> Tensor:
+    """``weight`` as a conventional AIMC array holds it ``t_inference`` seconds after programming.
+
+    The weight, flattened to (out, in), is cut into tiles as :class:`aimc_lsh.hardware.ConventionalArray`
+    cuts it; each tile is scaled to abs-max 1, programmed (``apply_programming_noise``), drifted
+    (``apply_drift_noise``: drift exponents and accumulated read noise), multiplied by its ideal global
+    drift-compensation factor (the tile's mean |W| at programming over its mean |W| after drift) and
+    scaled back. Draws from torch's global generator (aihwkit's models do), so a seeded run repeats.
+
+    Args:
+        noise_model: An aihwkit noise model (e.g. ``PCMLikeNoiseModel()``).
+        weight: Any weight with the output dimension first.
+        t_inference: Seconds after programming.
+        tile: Tile size (default :class:`aimc_lsh.hardware.TileSpec`).
+
+    Returns:
+        The perturbed weight, same shape, dtype and device.
+
+    """
+    from aimc_lsh.hardware.programming import TilePlan
+
+    flat = weight.detach().reshape(weight.shape[0], -1).to(device="cpu", dtype=torch.float32)
+    out = torch.empty_like(flat)
+    for _block, rows, cols in TilePlan.for_matrix(*flat.shape, tile or TileSpec()).blocks():
+        part = flat[rows, cols]
+        top = part.abs().max().clamp(min=1e-12)
+        programmed, nu = noise_model.apply_programming_noise(part / top)
+        drifted = noise_model.apply_drift_noise(programmed, nu, float(t_inference))
+        alpha = programmed.abs().mean() / drifted.abs().mean().clamp(min=1e-12)
+        out[rows, cols] = drifted * (alpha * top)
+    return out.view_as(weight).to(weight)

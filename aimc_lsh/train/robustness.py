@@ -45,7 +45,7 @@ def accuracy_under_noise(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     noisy = copy.deepcopy(model).eval()
     inject_training_noise(noisy, spec, in_eval=True)
-    weight_noise = WeightNoise(spec.weight_std, in_eval=True)
+    weight_noise = WeightNoise.from_spec(spec, in_eval=True)
     loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
     accs = []
     with torch.random.fork_rng(devices=[]):

@@ -32,7 +32,7 @@ from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoin
 from aimc_lsh.train.config import TrainConfig
 from aimc_lsh.train.distributed import DistContext
 from aimc_lsh.train.losses import recovery_loss
-from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
+from aimc_lsh.train.noise import NoiseSpec, WeightNoise, clip_weights, inject_training_noise
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer
 from aimc_lsh.train.ste_scale import normalize_projection_gradients
 from aimc_lsh.utils import atomic_write_text, tune_allocator
@@ -133,7 +133,8 @@ def fine_tune(
         config: Training configuration (default: ``TrainConfig()``, the default recipe).
         teacher: The FP32 model (needed for distillation and layer-wise calibration).
         val_set: Validation split (accuracy is logged; rank 0 only).
-        noise: Hardware-aware training noise (hashed-layer terms and/or conventional ``weight_std``).
+        noise: Hardware-aware training noise (hashed-layer terms and/or conventional weight noise:
+            ``weight_device`` or ``weight_std``).
         checkpoint: Checkpoint file written during and at the end of the run.
         resume: Continue from ``checkpoint`` if it exists (same config), reproducing the uninterrupted run.
         log_csv: CSV training log (rewritten atomically at every log point).
@@ -219,7 +220,8 @@ def fine_tune(
         inject_training_noise(model, noise)
     if config.normalize_ste:
         normalize_projection_gradients(model)
-    weight_noise = WeightNoise(noise.weight_std if noise is not None else 0.0)
+    weight_noise = WeightNoise.from_spec(noise)
+    clip_sigma = noise.weight_clip_sigma if noise is not None else 0.0
     net = ctx.wrap(model)
     batches = EpochBatches(
         train_set,
@@ -318,6 +320,8 @@ def fine_tune(
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 optimizer.step()
+                if clip_sigma > 0:
+                    clip_weights(model, clip_sigma)
                 scheduler.step()
                 step += 1
                 done_here += 1

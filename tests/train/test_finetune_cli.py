@@ -54,10 +54,34 @@ def test_cli_trains_digits_and_resumes(tmp_path):
     assert again["steps"] == summary["steps"]
 
 
-def test_cli_hwa_options_build_a_noise_spec(tmp_path):
+def test_cli_options_build_the_train_config():
     args = finetune.build_parser().parse_args(["--recipe", "ce", "--time-budget", "2", "--bn-mode", "freeze"])
     config = finetune.train_config_from_args(args)
     assert config.time_budget_s == 120.0 and config.bn_mode == "freeze" and config.kd_alpha == 0.0
+
+
+def test_cli_conventional_hwa_draws_weight_noise_from_the_device(tmp_path):
+    torch.set_num_threads(1)
+    common = ["--model", "digits_cnn", "--conventional", "--recipe", "ce", "--epochs", "1", "--no-augment",
+              "--quiet", "--device-profile", "pcm", "--hwa-time", "3600"]  # fmt: skip
+    device = finetune.main([*common, "--checkpoint", str(tmp_path / "d.pt")])
+    assert device["noise"]["weight_device"] == "pcm" and device["noise"]["weight_t_inference"] == 3600.0
+    assert load_checkpoint(tmp_path / "d.pt")["noise"]["weight_device"] == "pcm"
+    additive = finetune.main([*common, "--weight-noise", "additive", "--hwa-scale", "2"])
+    assert additive["noise"]["weight_device"] is None
+    assert additive["noise"]["weight_std"] == pytest.approx(2 * device["noise"]["weight_std"])
+    plain = finetune.main(common[:-4])
+    assert plain["noise"] is None
+    clipped = finetune.main([*common[:-4], "--device-profile", "ideal", "--weight-clip", "1",
+                             "--checkpoint", str(tmp_path / "c.pt")])  # fmt: skip
+    assert clipped["noise"]["weight_clip_sigma"] == 1.0 and clipped["noise"]["weight_device"] is None
+    state = load_checkpoint(tmp_path / "c.pt")["model_state"]
+    for name in ("conv.weight", "fc.weight"):  # clipped at 1 std after every step: no tails left
+        assert float(state[name].abs().max() / state[name].std()) < 1.6, name
+    with pytest.raises(SystemExit):
+        finetune.main([*common[:-4], "--weight-clip", "3"])
+    # the noise reaches the training steps: same seed and data, different weights
+    assert len({device["final_accuracy"], additive["final_accuracy"], plain["final_accuracy"]}) > 1
 
 
 def test_cli_warm_start_from_a_checkpoint(tmp_path):

@@ -8,6 +8,8 @@ from aimc_lsh.train import (
     NoiseSpec,
     NoisyTrainingStages,
     WeightNoise,
+    clip_weights,
+    device_weights,
     inject_training_noise,
     noise_spec_for_device,
     remove_training_noise,
@@ -48,22 +50,28 @@ def test_each_noise_term_changes_the_training_forward(digits_teacher, digits_dat
         assert not torch.equal(model(x), clean), field
 
 
-def test_weight_noise_perturbs_forward_and_restores_weights():
+@pytest.mark.parametrize(
+    "noise",
+    [WeightNoise(0.1), WeightNoise.from_spec(NoiseSpec(weight_device="pcm", weight_t_inference=3600.0))],
+    ids=["additive", "device"],
+)
+def test_weight_noise_perturbs_training_forward_and_restores_weights(noise):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     model.train()
     x = torch.randn(16, 8)
     weights = [p.detach().clone() for p in model.parameters()]
     clean = model(x)
-    with WeightNoise(0.1).perturbed(model):
+    with noise.perturbed(model):
         noisy = model(x)
         noisy.sum().backward()
     assert not torch.allclose(noisy, clean)
     assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True))
     assert model[0].weight.grad is not None
     model.eval()
-    with WeightNoise(0.1).perturbed(model):
-        assert torch.equal(model(x), model(x))
+    clean = model(x)
+    with noise.perturbed(model):
+        assert torch.equal(model(x), clean)
 
 
 def test_device_noise_is_measured_from_aihwkit_and_grows_with_drift():
@@ -81,3 +89,72 @@ def test_noise_spec_rejects_bad_values():
         NoiseSpec(code_std=-0.1)
     with pytest.raises(ValueError, match="no field"):
         NoiseSpec.from_dict({"bogus": 1.0})
+
+
+def _pcm():
+    from aimc_lsh.train.devices import aihwkit_noise_model
+
+    return aihwkit_noise_model("pcm")
+
+
+def test_device_weights_follow_the_pcm_model_over_time():
+    torch.manual_seed(0)
+    w = torch.randn(64, 16, 3, 3)
+    errors = []
+    for t in (1.0, 86_400.0, 3.15e7):
+        torch.manual_seed(1)
+        noisy = device_weights(_pcm(), w, t)
+        assert noisy.shape == w.shape and noisy.dtype == w.dtype
+        errors.append(float((noisy - w).norm() / w.norm()))
+        # global compensation keeps the mean magnitude (the drift itself would shrink it by ~30% at 1 y)
+        assert float(noisy.abs().mean() / w.abs().mean()) == pytest.approx(1.0, abs=0.05)
+    assert 0.02 < errors[0] < errors[1] < errors[2] < 0.6
+    torch.manual_seed(1)
+    assert torch.equal(device_weights(_pcm(), w, 3.15e7), noisy)  # same seed, same draw
+
+
+def test_device_weight_error_depends_on_the_weight_like_the_device():
+    # PCM's programming noise and drift spread grow with conductance: zero weights move least
+    torch.manual_seed(0)
+    w = torch.cat([torch.zeros(64, 256), torch.ones(64, 256)], 1)
+    err = (device_weights(_pcm(), w, 86_400.0) - w).abs()
+    assert float(err[:, :256].mean()) < 0.5 * float(err[:, 256:].mean())
+
+
+def test_device_weights_scale_each_tile_on_its_own():
+    # 1024 inputs = two tiles of 512 rows; the second holds weights 100x smaller. Scaled per tile, both
+    # see the same relative error; one shared scale would bury the small tile in programming noise.
+    torch.manual_seed(0)
+    base = torch.randn(8, 512)
+    w = torch.cat([base, base / 100], 1)
+    err = device_weights(_pcm(), w, 86_400.0) - w
+    big, small = float(err[:, :512].norm() / base.norm()), float(err[:, 512:].norm() * 100 / base.norm())
+    assert small == pytest.approx(big, rel=0.3)
+
+
+def test_device_weight_noise_rejects_bad_settings():
+    with pytest.raises(ValueError, match=r"weight_device must be None or one of pcm, hermes, reram, got 'fl"):
+        NoiseSpec(weight_device="flash")
+    with pytest.raises(ValueError, match="weight_t_inference"):
+        NoiseSpec(weight_device="pcm", weight_t_inference=float("nan"))
+    with pytest.raises(ValueError, match="t_inference must be a finite number > 0"):
+        WeightNoise(0.0, device="pcm", t_inference=0.0)
+    assert not WeightNoise.from_spec(None).enabled and not WeightNoise.from_spec(NoiseSpec()).enabled
+    assert WeightNoise.from_spec(NoiseSpec(weight_device="pcm", weight_t_inference=60.0)).t_inference == 60.0
+    spec = NoiseSpec(weight_device="hermes", weight_t_inference=60.0)
+    assert NoiseSpec.from_dict(spec.to_dict()) == spec and spec.weight_noise_active and not spec.active
+
+
+def test_clip_weights_clips_conventional_layers_only(digits_teacher):
+    model = patch_model(digits_teacher, HashConfig(hash_length=32), skip=["conv"])
+    conv, fc = model.conv.weight.detach().clone(), model.fc.weight.detach().clone()
+    assert float(conv.abs().max() / conv.std()) > 2.0  # the trained weights have tails to clip
+    assert clip_weights(model, 1.5) == 1
+    bound = 1.5 * float(conv.std())
+    assert float(model.conv.weight.detach().abs().max()) == pytest.approx(bound)
+    inside = conv.abs() <= bound
+    assert torch.equal(model.conv.weight[inside], conv[inside])
+    assert torch.equal(model.fc.weight, fc)  # hashed layer untouched
+    assert clip_weights(model, 0.0) == 0
+    with pytest.raises(ValueError, match="clip sigma"):
+        clip_weights(model, float("inf"))
