@@ -76,6 +76,13 @@ class NoiseSpec:
     weight_t_inference: float = 86_400.0
     """Seconds after programming at which ``weight_device`` errors are drawn."""
 
+    hardware_profile: str | None = None
+    """Conventional baseline only: run every training forward of the ``nn.Conv2d`` / ``nn.Linear`` layers
+    on simulated arrays of this device profile (a name from ``devices/`` or a YAML path), programmed and
+    drifted to ``weight_t_inference`` afresh every step, with the profile's read noise and ADC and
+    ``random_sign`` drift compensation; gradients pass straight through
+    (:class:`aimc_lsh.train.hardware_loop.HardwareInTheLoop`). Excludes ``weight_device``."""
+
     weight_clip_sigma: float = 0.0
     """Conventional baseline only: after every optimiser step, clip each layer's weights to this many
     standard deviations of that layer's weights (aihwkit's layer-Gaussian clipping), so the abs-max that
@@ -91,8 +98,17 @@ class NoiseSpec:
                     f"NoiseSpec.weight_device must be None or one of {', '.join(DEVICE_NAMES)}, "
                     f"got {self.weight_device!r}"
                 )
+        if self.hardware_profile is not None:
+            from aimc_lsh.hardware import load_device
+
+            load_device(self.hardware_profile)  # raises for an unknown profile, naming the known ones
+            if self.weight_device is not None:
+                raise ValueError(
+                    "NoiseSpec: give weight_device (sampled weight errors) or hardware_profile (the whole "
+                    f"array in the loop), not both; got {self.weight_device!r} and {self.hardware_profile!r}"
+                )
         for f in dataclasses.fields(self):
-            if f.name == "weight_device":
+            if f.name in ("weight_device", "hardware_profile"):
                 continue
             value = getattr(self, f.name)
             if (
@@ -109,11 +125,6 @@ class NoiseSpec:
         return any(
             (self.projection_std, self.code_std, self.sa_offset_std, self.sa_noise_std, self.output_std)
         )
-
-    @property
-    def weight_noise_active(self) -> bool:
-        """Whether conventional layers get weight noise (device-drawn or additive)."""
-        return self.weight_device is not None or self.weight_std > 0 or self.weight_clip_sigma > 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""

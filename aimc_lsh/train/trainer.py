@@ -11,6 +11,7 @@ the mean step and evaluation times measured so far; budgeted runs are therefore 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -31,6 +32,7 @@ from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recal
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aimc_lsh.train.config import TrainConfig
 from aimc_lsh.train.distributed import DistContext
+from aimc_lsh.train.hardware_loop import HardwareInTheLoop
 from aimc_lsh.train.losses import recovery_loss
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, clip_weights, inject_training_noise
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer
@@ -222,6 +224,7 @@ def fine_tune(
         normalize_projection_gradients(model)
     weight_noise = WeightNoise.from_spec(noise)
     clip_sigma = noise.weight_clip_sigma if noise is not None else 0.0
+    hardware_loop = HardwareInTheLoop.from_spec(model, noise, seed=config.seed)
     net = ctx.wrap(model)
     batches = EpochBatches(
         train_set,
@@ -307,7 +310,10 @@ def fine_tune(
                 if config.kd_alpha > 0:
                     with torch.no_grad():
                         teacher_logits = teacher(images)
-                with weight_noise.perturbed(model):
+                in_loop = (
+                    hardware_loop.engaged(step) if hardware_loop is not None else contextlib.nullcontext()
+                )
+                with weight_noise.perturbed(model), in_loop:
                     logits = net(images)
                     loss = recovery_loss(
                         logits,

@@ -66,11 +66,15 @@ def test_cli_conventional_hwa_draws_weight_noise_from_the_device(tmp_path):
               "--quiet", "--device-profile", "pcm", "--hwa-time", "3600"]  # fmt: skip
     device = finetune.main([*common, "--checkpoint", str(tmp_path / "d.pt")])
     assert device["noise"]["weight_device"] == "pcm" and device["noise"]["weight_t_inference"] == 3600.0
+    assert device["noise"]["weight_clip_sigma"] == finetune.DEFAULT_WEIGHT_CLIP == 3.0  # the HWA recipe
     assert load_checkpoint(tmp_path / "d.pt")["noise"]["weight_device"] == "pcm"
     additive = finetune.main([*common, "--weight-noise", "additive", "--hwa-scale", "2"])
     assert additive["noise"]["weight_device"] is None
     assert additive["noise"]["weight_std"] == pytest.approx(2 * device["noise"]["weight_std"])
-    plain = finetune.main(common[:-4])
+    in_loop = finetune.main([*common, "--weight-noise", "hardware", "--checkpoint", str(tmp_path / "h.pt")])
+    assert in_loop["noise"]["hardware_profile"] == "pcm" and in_loop["noise"]["weight_device"] is None
+    assert in_loop["noise"]["weight_t_inference"] == 3600.0
+    plain = finetune.main([*common[:-4], "--checkpoint", str(tmp_path / "p.pt")])
     assert plain["noise"] is None
     clipped = finetune.main([*common[:-4], "--device-profile", "ideal", "--weight-clip", "1",
                              "--checkpoint", str(tmp_path / "c.pt")])  # fmt: skip
@@ -81,7 +85,8 @@ def test_cli_conventional_hwa_draws_weight_noise_from_the_device(tmp_path):
     with pytest.raises(SystemExit):
         finetune.main([*common[:-4], "--weight-clip", "3"])
     # the noise reaches the training steps: same seed and data, different weights
-    assert len({device["final_accuracy"], additive["final_accuracy"], plain["final_accuracy"]}) > 1
+    trained = {name: load_checkpoint(tmp_path / f"{name}.pt")["model_state"]["conv.weight"] for name in "dhp"}
+    assert not torch.allclose(trained["d"], trained["p"]) and not torch.allclose(trained["h"], trained["p"])
 
 
 def test_cli_warm_start_from_a_checkpoint(tmp_path):
