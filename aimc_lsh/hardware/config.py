@@ -94,14 +94,15 @@ class HardwareConfig(HashConfig):
     the device's default. It has no effect on comparator outputs: the sign ignores a common scale, so
     after a sense amplifier only the spread of drift, read and programming noise can flip bits."""
 
-    drift_reference: str = "one_hot"
-    """Inputs of the drift-compensation read-out (both at programming and after drift). ``one_hot``:
-    aihwkit's ``GlobalDriftCompensation``, every row driven alone; a single weight is often below one ADC
-    step, so an n-bit ADC biases the factor (PCM, 1 day, 8-bit default ADC: 8-16% under-compensation on
-    ResNet-20's conventional tiles; a no-op for +-1 codes read against a k-row full scale).
-    ``random_sign``: :data:`~aimc_lsh.hardware.programming.DRIFT_REFERENCE_VECTORS` fixed +-1 vectors
-    driving many rows at once (as many as the ADC range allows without clipping), so the read-outs are
-    many steps large. Fast backend only."""
+    drift_reference: str | None = None
+    """Inputs of the drift-compensation read-out (both at programming and after drift). ``random_sign``:
+    :data:`~aimc_lsh.hardware.programming.DRIFT_REFERENCE_VECTORS` fixed +-1 vectors driving many rows at
+    once (as many as the ADC range allows without clipping), so the read-outs are many ADC steps large
+    (fast backend only). ``one_hot``: aihwkit's ``GlobalDriftCompensation``, every row driven alone; a
+    single weight is often below one ADC step, so an n-bit ADC biases the factor (PCM, 1 day, 8-bit default
+    ADC: 8-16% under-compensation on ResNet-20's conventional tiles; a no-op for +-1 codes read against a
+    k-row full scale). None: ``random_sign`` on the fast backend, ``one_hot`` on the aihwkit backend (see
+    :attr:`effective_drift_reference`)."""
 
     backend: str = "fast"
     """``fast``: physics applied to the weights once per programming/drift, convolutions for the
@@ -134,11 +135,12 @@ class HardwareConfig(HashConfig):
             self.adc = ADC.from_dict(self.adc)
         self.tile = TileSpec.from_dict(self.tile)
         check_positive_int("HardwareConfig", "norm_bits", self.norm_bits, allow_none=True)
-        if self.drift_reference not in DRIFT_REFERENCES:
+        if self.drift_reference is not None and self.drift_reference not in DRIFT_REFERENCES:
             raise ValueError(
-                f"unknown drift_reference {self.drift_reference!r}; allowed: {', '.join(DRIFT_REFERENCES)}"
+                f"unknown drift_reference {self.drift_reference!r}; allowed: {', '.join(DRIFT_REFERENCES)} "
+                "or None (the backend's default)"
             )
-        if self.drift_reference != "one_hot" and self.backend == "aihwkit":
+        if self.drift_reference == "random_sign" and self.backend == "aihwkit":
             raise ValueError(
                 f"drift_reference={self.drift_reference!r} is simulated by the fast backend only; the "
                 "aihwkit backend reads drift with aihwkit's one-hot GlobalDriftCompensation "
@@ -180,6 +182,13 @@ class HardwareConfig(HashConfig):
     def effective_adc(self) -> ADC:
         """The ADC in use (this config's, else the device's)."""
         return self.adc if self.adc is not None else self.device.adc
+
+    @property
+    def effective_drift_reference(self) -> str:
+        """The drift-compensation read-out used: this config's choice, else the backend's default."""
+        if self.drift_reference is not None:
+            return self.drift_reference
+        return "one_hot" if self.backend == "aihwkit" else "random_sign"
 
     @property
     def effective_drift_compensation(self) -> bool:

@@ -109,7 +109,7 @@ class ConventionalArray(nn.Module):
 
     def _readouts(self, weights: Tensor, tag: tuple) -> dict:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "readout", *tag))
-        noise, reference = self.read_noise_std, self.config.drift_reference
+        noise, reference = self.read_noise_std, self.config.effective_drift_reference
         return global_readouts(weights, self.plan, self.adc, self.full_scale, gen, noise, reference)
 
     def _set_blocks(self, flat: Tensor, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> None:

@@ -304,7 +304,7 @@ class AnalogHashStages(HashStages):
         gen = torch.Generator().manual_seed(derive_seed(state.seed, "readout", *tag))
         rows = state.codes_plan.rows_per_output()[:, 0]
         fs = rows if self.adc.full_scale is None else torch.full_like(rows, self.adc.full_scale)
-        noise, reference = self.device_profile.read_noise_std, self.config.drift_reference
+        noise, reference = self.device_profile.read_noise_std, self.config.effective_drift_reference
         return global_readouts(weights, state.codes_plan, self.adc, fs, gen, noise, reference)
 
     @torch.no_grad()

@@ -114,10 +114,10 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
     group.add_argument(
         "--drift-reference",
         choices=DRIFT_REFERENCES,
-        default="one_hot",
-        help="Inputs of the global drift-compensation read-out: one_hot (aihwkit's; single weights are "
-        "often below one ADC step, which biases the factor) or random_sign (fixed +-1 vectors on "
-        "many rows at once, as many as the ADC range allows). Default: %(default)s",
+        default="random_sign",
+        help="Inputs of the global drift-compensation read-out: random_sign (fixed +-1 vectors on many "
+        "rows at once, as many as the ADC range allows) or one_hot (aihwkit's GlobalDriftCompensation; "
+        "single weights are often below one ADC step, which biases the factor). Default: %(default)s",
     )
     group.add_argument(
         "--kernel",

@@ -18,7 +18,9 @@ def _forward(model, x):
 @pytest.mark.parametrize("adc", [ADC(), ADC(bits=8)])
 def test_fast_path_equals_aihwkit_convert_to_analog_with_shared_draws(tiny_net, tiny_input, tile, adc):
     device = load_device("pcm").replace(read_noise_std=0.0)
-    config = HardwareConfig(placement="conventional", device=device, adc=adc, tile=tile)
+    config = HardwareConfig(
+        placement="conventional", device=device, adc=adc, tile=tile, drift_reference="one_hot"
+    )
     fast = program(convert_conventional(tiny_net, config), seed=5)
     reference = program(convert_conventional(tiny_net, config.replace(backend="aihwkit")), seed=5)
     for t in (None, 3600.0, 3.15e7):

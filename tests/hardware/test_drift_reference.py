@@ -27,6 +27,19 @@ def test_config_validates_and_round_trips_the_reference():
         HardwareConfig(drift_reference="eye")
 
 
+def test_default_reference_is_random_sign_on_fast_and_aihwkits_own_on_aihwkit(tiny_net, tiny_input):
+    fast = HardwareConfig(device="pcm", placement="conventional")
+    assert fast.drift_reference is None and fast.effective_drift_reference == "random_sign"
+    assert fast.replace(backend="aihwkit").effective_drift_reference == "one_hot"
+    outputs = []
+    for reference in (None, "random_sign"):
+        model = program(convert_conventional(tiny_net, fast.replace(drift_reference=reference)), seed=5)
+        drift(model, 86_400.0)
+        with torch.no_grad():
+            outputs.append(model(tiny_input))
+    assert torch.equal(*outputs)
+
+
 def _alpha_and_output_ratio(layer: nn.Module, reference: str) -> tuple[float, float]:
     """The compensation factor after 1 day on PCM (8-bit ADC) and the factor the outputs need."""
     config = HardwareConfig(

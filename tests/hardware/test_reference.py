@@ -14,6 +14,8 @@ def _forward(model, x):
 
 
 def _pair(net, **fields):
+    # the aihwkit backend reads drift with aihwkit's one-hot GlobalDriftCompensation
+    fields.setdefault("drift_reference", "one_hot")
     fast = patch_model(net, HardwareConfig(**fields))
     reference = patch_model(net, HardwareConfig(backend="aihwkit", **fields))
     assert isinstance(reference.conv1.stages, AihwkitHashStages)
