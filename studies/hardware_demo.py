@@ -30,6 +30,7 @@ import torch
 
 import aimc_lsh as al
 from aimc_lsh.hardware import HardwareConfig, drift, energy_report, program
+from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.nn.conventional import convert_conventional
 from aimc_lsh.utils import atomic_write_text
 
@@ -48,6 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hash-length", type=int, default=128)
     parser.add_argument("--checkpoint", default=None, help="fine-tuned hashed checkpoint (aimc_lsh.train)")
     parser.add_argument("--seeds", type=int, default=2, help="programming seeds per point")
+    parser.add_argument(
+        "--drift-reference", choices=DRIFT_REFERENCES, default="random_sign",
+        help="inputs of the global drift-compensation read-out (one_hot: aihwkit's). Default: %(default)s",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the accuracy table as CSV here")
@@ -79,14 +84,17 @@ def hashed_models(args: argparse.Namespace, backbone: torch.nn.Module) -> dict[s
         checkpoint = load_checkpoint(args.checkpoint)
 
         def build(device: str, placement: str) -> torch.nn.Module:
-            return hardware_model(checkpoint, backbone, device=device, placement=placement)
+            return hardware_model(
+                checkpoint, backbone, device=device, placement=placement, drift_reference=args.drift_reference
+            )
 
     else:
 
         def build(device: str, placement: str) -> torch.nn.Module:
             config = HardwareConfig(
-                kernel=args.kernel, hash_length=args.hash_length, device=device, placement=placement
-            )
+                kernel=args.kernel, hash_length=args.hash_length, device=device, placement=placement,
+                drift_reference=args.drift_reference,
+            )  # fmt: skip
             return al.nn.patch_model(backbone, config, skip=["conv1"])
 
     return {
@@ -105,7 +113,9 @@ def main() -> None:
     loader = al.data.make_loader(data, batch_size=args.batch_size, augment=False, shuffle=False)
     digital = accuracy(backbone, loader)
     models = hashed_models(args, backbone)
-    conventional_config = HardwareConfig(placement="conventional", device=args.device)
+    conventional_config = HardwareConfig(
+        placement="conventional", device=args.device, drift_reference=args.drift_reference
+    )
     models[f"conventional AIMC ({args.device}, 8-bit ADC)"] = convert_conventional(
         backbone, conventional_config
     )

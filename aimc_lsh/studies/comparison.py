@@ -96,6 +96,8 @@ class ComparisonSetup:
     """Train for this many epochs instead of a time budget (reproducible; used by tests)."""
     t_inference: float = 86_400.0
     """Drift time of the second hardware column, in seconds."""
+    drift_reference: str = "random_sign"
+    """Drift-compensation read-out of the hardware columns (``HardwareConfig.drift_reference``)."""
     seeds: Sequence[int] = (0, 1)
     """Programming seeds."""
     calib_images: int = 512
@@ -184,13 +186,17 @@ def on_device(name: str, model: nn.Module, setup: ComparisonSetup) -> nn.Module 
     if spec.kind == "fp32":
         return None
     if spec.kind != "patched":
-        return patch_model(model, HardwareConfig(device=setup.device, placement="conventional")).eval()
+        config = HardwareConfig(
+            device=setup.device, placement="conventional", drift_reference=setup.drift_reference
+        )
+        return patch_model(model, config).eval()
     hash_fields = {f for f in HashConfig.__dataclass_fields__}
     configs = {
         path: HardwareConfig(
             **{k: v for k, v in layer.config.to_dict().items() if k in hash_fields},
             device=setup.device,
             placement=spec.placement,
+            drift_reference=setup.drift_reference,
         )
         for path, layer in patched_layers(model)
     }
@@ -255,6 +261,7 @@ def run_row(name: str, setup: ComparisonSetup) -> dict[str, Any]:
         "epochs": setup.epochs,
         "device": setup.device,
         "t_inference": setup.t_inference,
+        "drift_reference": setup.drift_reference,
         "seeds": list(setup.seeds),
     }
     hardware = on_device(name, model, setup)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.studies.cli import StudyParser, UsageError, parse_durations, parse_int_list
 from aimc_lsh.studies.comparison import ROWS, ComparisonSetup, comparison_table, run_comparison
 
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", default="0,1", help="Programming seeds. Default: %(default)s")
     p.add_argument(
+        "--drift-reference",
+        choices=DRIFT_REFERENCES,
+        default="random_sign",
+        help="Inputs of the global drift-compensation read-out (one_hot: aihwkit's). Default: %(default)s",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="Seed of training and approximations. Default: %(default)s"
     )
     p.add_argument(
@@ -116,6 +123,7 @@ def _setup(args: argparse.Namespace) -> tuple[ComparisonSetup, list[str]]:
         budget_s=60.0 * args.budget,
         epochs=args.epochs,
         t_inference=times[0],
+        drift_reference=args.drift_reference,
         seeds=seeds,
         calib_images=args.calib_images,
         seed=args.seed,

@@ -59,13 +59,19 @@ def accuracy_under_noise(
 
 
 def hardware_model(
-    checkpoint: dict[str, Any], digital: nn.Module, *, device: str = "pcm", placement: str = "codes_on_array"
+    checkpoint: dict[str, Any],
+    digital: nn.Module,
+    *,
+    device: str = "pcm",
+    placement: str = "codes_on_array",
+    drift_reference: str | None = None,
 ) -> nn.Module:
     """Rebuild a trained checkpoint on simulated hardware (:class:`aimc_lsh.hardware.HardwareConfig`).
 
     Hashed layers keep their kernel, k, seed and tiling and get ``device`` / ``placement``; a checkpoint
     without hashed layers (a conventional baseline) is converted with ``placement="conventional"``.
-    The model still has to be programmed (:func:`aimc_lsh.hardware.program`).
+    ``drift_reference`` is the drift-compensation read-out (``HardwareConfig.drift_reference``; None: the
+    default). The model still has to be programmed (:func:`aimc_lsh.hardware.program`).
 
     Raises:
         ValueError: If the checkpoint's weights do not fit the rebuilt model.
@@ -78,13 +84,14 @@ def hardware_model(
     if layers:
         configs = {
             path: HardwareConfig(**{k: v for k, v in entry["config"].items() if k in _HASH_FIELDS},
-                                 device=device, placement=placement)
+                                 device=device, placement=placement, drift_reference=drift_reference)
             for path, entry in layers.items()
         }  # fmt: skip
         first = next(iter(configs.values()))
         model = patch_model(digital, first, overrides=configs, filter_fn=lambda p, _m: p in configs)
     else:
-        model = patch_model(digital, HardwareConfig(device=device, placement="conventional"))
+        config = HardwareConfig(device=device, placement="conventional", drift_reference=drift_reference)
+        model = patch_model(digital, config)
     result = model.load_state_dict(checkpoint["model_state"], strict=False)
     if result.unexpected_keys:
         raise ValueError(f"checkpoint weights do not fit the hardware model: {result.unexpected_keys[:5]}")

@@ -77,3 +77,17 @@ def test_bad_input_exits_2_with_one_line_before_compute(extra, message, tmp_path
 def test_every_row_has_a_description():
     assert set(ROWS) == {"fp32", "conventional", "lsh", "pq", "merge75", "merge50"}
     assert all(spec.description for spec in ROWS.values())
+
+
+def test_drift_reference_reaches_the_hardware_columns(compared, tmp_path):
+    assert json.loads((compared / "pq.json").read_text())["drift_reference"] == "random_sign"
+    out = tmp_path / "one_hot"
+    assert main([*ARGS, "--rows", "conventional", "--drift-reference", "one_hot", "--out", str(out)]) == 0
+    assert json.loads((out / "conventional.json").read_text())["drift_reference"] == "one_hot"
+    from aimc_lsh.hardware import analog_layers
+    from aimc_lsh.models import DigitsNet
+    from aimc_lsh.studies.comparison import ComparisonSetup, on_device
+
+    setup = ComparisonSetup(teacher=None, train_set=None, test_set=None, drift_reference="one_hot")
+    hardware = on_device("conventional", DigitsNet(), setup)
+    assert {layer.config.drift_reference for _, layer in analog_layers(hardware)} == {"one_hot"}

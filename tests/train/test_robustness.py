@@ -45,3 +45,19 @@ def test_trained_checkpoint_runs_on_programmed_pcm_tiles(digits_teacher, digits_
         ckpt, DigitsNet(), test, device="pcm", placement="projection_on_array", seeds=(0, 1)
     )
     assert 0.0 <= acc.mean <= 1.0 and acc.repeats == 2
+
+
+def test_hardware_model_takes_the_drift_reference(digits_teacher, tmp_path):
+    from aimc_lsh.hardware import analog_layers
+    from aimc_lsh.models import DigitsNet
+    from aimc_lsh.train import load_checkpoint, save_checkpoint
+    from aimc_lsh.train.robustness import hardware_model
+
+    save_checkpoint(tmp_path / "c.pt", digits_teacher)  # conventional: no hashed layers
+    save_checkpoint(tmp_path / "h.pt", patch_model(digits_teacher, HashConfig(hash_length=16)))
+    for name, placement in (("c", "conventional"), ("h", "codes_on_array")):
+        ckpt = load_checkpoint(tmp_path / f"{name}.pt")
+        for reference, effective in ((None, "random_sign"), ("one_hot", "one_hot")):
+            model = hardware_model(ckpt, DigitsNet(), placement=placement, drift_reference=reference)
+            configs = [layer.config for _, layer in analog_layers(model)]
+            assert configs and {c.effective_drift_reference for c in configs} == {effective}, name
