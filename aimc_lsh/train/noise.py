@@ -227,6 +227,10 @@ class NoisyTrainingStages(HashStages):
                 pre = pre + self.spec.sa_noise_std * rms * torch.randn_like(pre)
         return pre
 
+    def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+        """The wrapped stages' patch norms (analog stages keep them for their comparators)."""
+        return self.inner.patch_norms(x, kernel_size, geometry)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
         return self.inner.binarize(pre, tile)
 

@@ -39,6 +39,10 @@ class NormalizedProjectionStages(HashStages):
         norm = safe_sqrt(F.conv2d(x * x, ones, None, geometry.stride, geometry.padding, geometry.dilation))
         return pre / norm.clamp_min(1e-12)
 
+    def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
+        """The wrapped stages' patch norms (analog stages keep them for their comparators)."""
+        return self.inner.patch_norms(x, kernel_size, geometry)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
         return self.inner.binarize(pre, tile)
 

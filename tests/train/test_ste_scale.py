@@ -34,3 +34,24 @@ def test_wrappers_are_not_saved(digits_teacher, tmp_path):
     assert isinstance(model.conv.stages, NormalizedProjectionStages)  # restored after saving
     unwrap_stages(model)
     assert type(model.conv.stages).__name__ == "HashStages"
+
+
+def test_wrappers_hand_patch_norms_to_analog_stages(digits_teacher, digits_data, monkeypatch):
+    """Analog stages keep the layer's patch norms for their comparators; a wrapper must not bypass that."""
+    import aimc_lsh.hardware.stages as analog
+    from aimc_lsh.hardware import HardwareConfig, program
+    from aimc_lsh.train.noise import NoisyTrainingStages
+
+    x = digits_data[1].tensors()[0][:8]
+    config = HardwareConfig(device="pcm", hash_length=16, placement="projection_on_array")
+    computed = []
+    real = analog.patch_norms
+    monkeypatch.setattr(analog, "patch_norms", lambda *a: computed.append(1) or real(*a))
+    for wrap in (NormalizedProjectionStages, lambda inner: NoisyTrainingStages(inner, NoiseSpec())):
+        model = program(patch_model(digits_teacher, config, skip=["fc"]), seed=0).eval()
+        expected = model(x)
+        program(model, seed=0)  # per-read noise restarts: the same draws again
+        model.conv.stages = wrap(model.conv.stages).eval()
+        computed.clear()
+        assert torch.equal(model(x), expected)
+        assert len(computed) == 1  # once, by the layer through the wrapper; the comparators reuse it
