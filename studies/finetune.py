@@ -11,7 +11,7 @@ Examples (2-core CPU, one thread)::
     # hardware-aware training with PCM noise measured at 1 day of drift
     python studies/finetune.py --k 256 --device-profile pcm --checkpoint runs/rp256_hwa.pt
 
-    # conventional analog baseline (real weights), HWA: PCM weight errors at 1 day + clipping at 3 std
+    # conventional analog baseline (real weights), HWA: PCM arrays at 1 day in the loop + clipping at 3 std
     python studies/finetune.py --conventional --device-profile pcm --epochs 4 --checkpoint runs/conv_hwa.pt
 
     # two processes with DDP (gloo on CPU, nccl on GPU)
@@ -107,12 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hwa-time", type=float, default=86_400.0, help="drift time (s) of the noise")
     g.add_argument("--hwa-scale", type=float, default=1.0, help="multiply the measured noise by this")
     g.add_argument(
-        "--weight-noise", choices=("device", "hardware", "additive"), default="device",
-        help="conventional layers: device = every step, the weights as the device holds them at --hwa-time "
-        "(aihwkit programming noise, drift, read noise, global compensation); hardware = every training "
-        "forward on the simulated arrays of the --device-profile (also per-read noise, ADC; gradients "
-        "straight through; about 2x slower); additive = Gaussian noise of the measured relative spread "
-        "times each layer's max |W| (times --hwa-scale)",
+        "--weight-noise", choices=("hardware", "device", "additive"), default="hardware",
+        help="with --conventional: hardware = every training forward on the simulated arrays of the "
+        "--device-profile at --hwa-time (programming noise, drift, per-read noise, ADC, compensation; "
+        "gradients straight through; about 2x slower per step); device = every step, the weights as the "
+        "device holds them at --hwa-time (aihwkit programming noise, drift, read noise, ideal "
+        "compensation); additive = Gaussian noise of the measured relative spread times each layer's "
+        "max |W| (times --hwa-scale). Default: %(default)s",
     )  # fmt: skip
     g.add_argument(
         "--weight-clip", type=float, default=None,
@@ -184,10 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
         noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
                                       sa_noise_std=args.sa_noise)  # fmt: skip
         scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
-        if args.weight_noise == "device" and args.device_profile != "ideal":
-            scaled.update(weight_device=args.device_profile, weight_t_inference=args.hwa_time)
-        if args.weight_noise == "hardware":
-            scaled.update(hardware_profile=args.device_profile, weight_t_inference=args.hwa_time)
+        if args.conventional and args.device_profile != "ideal" and args.weight_noise != "additive":
+            field = "hardware_profile" if args.weight_noise == "hardware" else "weight_device"
+            scaled.update({field: args.device_profile, "weight_t_inference": args.hwa_time})
         clip = DEFAULT_WEIGHT_CLIP if args.conventional else 0.0
         scaled["weight_clip_sigma"] = clip if args.weight_clip is None else args.weight_clip
         noise = NoiseSpec.from_dict(scaled)

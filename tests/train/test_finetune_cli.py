@@ -60,18 +60,18 @@ def test_cli_options_build_the_train_config():
     assert config.time_budget_s == 120.0 and config.bn_mode == "freeze" and config.kd_alpha == 0.0
 
 
-def test_cli_conventional_hwa_draws_weight_noise_from_the_device(tmp_path):
+def test_cli_conventional_hwa_options(tmp_path):
     torch.set_num_threads(1)
     common = ["--model", "digits_cnn", "--conventional", "--recipe", "ce", "--epochs", "1", "--no-augment",
               "--quiet", "--device-profile", "pcm", "--hwa-time", "3600"]  # fmt: skip
-    device = finetune.main([*common, "--checkpoint", str(tmp_path / "d.pt")])
+    device = finetune.main([*common, "--weight-noise", "device", "--checkpoint", str(tmp_path / "d.pt")])
     assert device["noise"]["weight_device"] == "pcm" and device["noise"]["weight_t_inference"] == 3600.0
     assert device["noise"]["weight_clip_sigma"] == finetune.DEFAULT_WEIGHT_CLIP == 3.0  # the HWA recipe
     assert load_checkpoint(tmp_path / "d.pt")["noise"]["weight_device"] == "pcm"
     additive = finetune.main([*common, "--weight-noise", "additive", "--hwa-scale", "2"])
     assert additive["noise"]["weight_device"] is None
     assert additive["noise"]["weight_std"] == pytest.approx(2 * device["noise"]["weight_std"])
-    in_loop = finetune.main([*common, "--weight-noise", "hardware", "--checkpoint", str(tmp_path / "h.pt")])
+    in_loop = finetune.main([*common, "--checkpoint", str(tmp_path / "h.pt")])  # the default
     assert in_loop["noise"]["hardware_profile"] == "pcm" and in_loop["noise"]["weight_device"] is None
     assert in_loop["noise"]["weight_t_inference"] == 3600.0
     plain = finetune.main([*common[:-4], "--checkpoint", str(tmp_path / "p.pt")])
@@ -87,6 +87,11 @@ def test_cli_conventional_hwa_draws_weight_noise_from_the_device(tmp_path):
     # the noise reaches the training steps: same seed and data, different weights
     trained = {name: load_checkpoint(tmp_path / f"{name}.pt")["model_state"]["conv.weight"] for name in "dhp"}
     assert not torch.allclose(trained["d"], trained["p"]) and not torch.allclose(trained["h"], trained["p"])
+    # a hashed model's HWA samples the hashed-layer noise; the conventional-layer options stay off
+    hashed = finetune.main(["--model", "digits_cnn", "--k", "16", "--recipe", "ce", "--epochs", "1",
+                            "--no-augment", "--quiet", "--device-profile", "pcm"])  # fmt: skip
+    assert hashed["noise"]["code_std"] > 0 and hashed["noise"]["hardware_profile"] is None
+    assert hashed["noise"]["weight_device"] is None and hashed["noise"]["weight_clip_sigma"] == 0.0
 
 
 def test_cli_warm_start_from_a_checkpoint(tmp_path):
