@@ -111,7 +111,7 @@ class HardwareInTheLoop:
     def engaged(self, step: int) -> Iterator[None]:
         """Program and drift every array for training step ``step``; training forwards in the block use them.
 
-        Layers in eval mode keep their digital forward (the hook checks ``module.training``).
+        Layers in eval mode when the block is entered get no array and keep their digital forward.
         """
         handles = []
         try:
