@@ -105,15 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("hardware-aware training")
     g.add_argument("--device-profile", default=None, help="pcm, hermes, reram or ideal: sample its noise")
     g.add_argument("--hwa-time", type=float, default=86_400.0, help="drift time (s) of the noise")
-    g.add_argument("--hwa-scale", type=float, default=1.0, help="multiply the measured noise by this")
+    g.add_argument(
+        "--hwa-scale", type=float, default=1.0,
+        help="multiply the sampled noise (--weight-noise additive, --sa-offset, --sa-noise) by this",
+    )  # fmt: skip
     g.add_argument(
         "--weight-noise", choices=("hardware", "device", "additive"), default="hardware",
-        help="with --conventional: hardware = every training forward on the simulated arrays of the "
-        "--device-profile at --hwa-time (programming noise, drift, per-read noise, ADC, compensation; "
-        "gradients straight through; about 2x slower per step); device = every step, the weights as the "
-        "device holds them at --hwa-time (aihwkit programming noise, drift, read noise, ideal "
-        "compensation); additive = Gaussian noise of the measured relative spread times each layer's "
-        "max |W| (times --hwa-scale). Default: %(default)s",
+        help="hardware = every training forward on the simulated arrays of the --device-profile at "
+        "--hwa-time (programming noise, drift, per-read noise, ADC, sense amplifiers, compensation; "
+        "gradients straight through; hashed layers in --hwa-placement; 2-2.5x slower per step); "
+        "additive = Gaussian noise of the measured relative spread (times --hwa-scale): on P and the "
+        "codes of hashed layers, times each layer's max |W| for conventional ones; device "
+        "(--conventional only) = every step, the weights as the device holds them at --hwa-time (aihwkit "
+        "programming noise, drift, read noise, ideal compensation). Default: %(default)s",
+    )  # fmt: skip
+    g.add_argument(
+        "--hwa-placement", choices=("codes_on_array", "projection_on_array"), default="codes_on_array",
+        help="hashed models, --weight-noise hardware: where the hashed layers compute in the loop "
+        "(evaluate with the same drift_sweep.py --placements). Default: %(default)s",
     )  # fmt: skip
     g.add_argument(
         "--weight-clip", type=float, default=None,
@@ -185,9 +194,16 @@ def main(argv: list[str] | None = None) -> dict:
         noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
                                       sa_noise_std=args.sa_noise)  # fmt: skip
         scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
-        if args.conventional and args.device_profile != "ideal" and args.weight_noise != "additive":
-            field = "hardware_profile" if args.weight_noise == "hardware" else "weight_device"
-            scaled.update({field: args.device_profile, "weight_t_inference": args.hwa_time})
+        if args.weight_noise == "device" and not args.conventional:
+            build_parser().error("--weight-noise device samples conventional weights: use it with "
+                                 "--conventional (hashed models: hardware or additive)")  # fmt: skip
+        if args.weight_noise == "hardware" and args.device_profile != "ideal":
+            # the arrays draw the device's errors themselves: no sampled noise on top
+            scaled.update({"hardware_profile": args.device_profile, "weight_t_inference": args.hwa_time,
+                           "hardware_placement": args.hwa_placement, "projection_std": 0.0,
+                           "code_std": 0.0, "weight_std": 0.0})  # fmt: skip
+        elif args.conventional and args.device_profile != "ideal" and args.weight_noise == "device":
+            scaled.update({"weight_device": args.device_profile, "weight_t_inference": args.hwa_time})
         clip = DEFAULT_WEIGHT_CLIP if args.conventional else 0.0
         scaled["weight_clip_sigma"] = clip if args.weight_clip is None else args.weight_clip
         noise = NoiseSpec.from_dict(scaled)

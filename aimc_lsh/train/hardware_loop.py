@@ -1,17 +1,28 @@
-"""Hardware-in-the-loop training of conventional layers: every training forward runs on simulated arrays.
+"""Hardware-in-the-loop training: every training forward runs on freshly programmed simulated arrays.
 
-:class:`HardwareInTheLoop` keeps one :class:`aimc_lsh.hardware.ConventionalArray` per ``nn.Conv2d`` /
-``nn.Linear`` of a digital model. Inside :meth:`HardwareInTheLoop.engaged` (one training step), every
-array is programmed with its layer's current weights (fresh programming noise and drift exponents, seeded
-by the step), drifted to ``t_inference`` and drift-compensated, and a forward hook replaces the layer's
-output by the array's (per-read noise, abs-max noise management, ADC, compensation factor). The backward
-pass goes through the digital layer (straight-through), so the optimiser updates the digital weights, as
-in aihwkit's hardware-aware training. Evaluation-mode forwards and code outside the block are untouched,
-and the model's ``state_dict`` stays that of a plain digital model.
+:class:`HardwareInTheLoop` puts the layers that go on arrays at inference on arrays while training:
+
+* **hashed models** (any :class:`aimc_lsh.nn.HashedLayer`): each hashed layer gets
+  :class:`aimc_lsh.hardware.AnalogHashStages` of the chosen placement (``codes_on_array``: the current
+  weight codes programmed as conductances, match read by the ADC; ``projection_on_array``: P programmed,
+  sense amplifiers decide h_x), exactly the stages :func:`aimc_lsh.train.hardware_model` evaluates with.
+  Digital layers that stay digital at inference (skipped ``conv1``, a digital classifier) stay digital.
+* **conventional models** (no hashed layer): one :class:`aimc_lsh.hardware.ConventionalArray` per
+  ``nn.Conv2d`` / ``nn.Linear``; a forward hook replaces the layer's output by the array's (per-read noise,
+  abs-max noise management, ADC, compensation factor).
+
+Inside :meth:`HardwareInTheLoop.engaged` (one training step) every array is programmed with its layer's
+current weights (fresh programming noise and drift exponents, seeded by the step), drifted to
+``t_inference`` and drift-compensated. The backward pass goes straight through to the digital weights
+(the hashed stages' straight-through sign and code match; the digital layer for conventional ones), so
+the optimiser updates the digital model, as in aihwkit's hardware-aware training. Evaluation-mode forwards
+and code outside the block are untouched, and the model's ``state_dict`` stays that of the digital
+(or digitally hashed) model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -19,11 +30,17 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from aimc_lsh.hardware import ConventionalArray, HardwareConfig
+from aimc_lsh.hardware import AnalogHashStages, ConventionalArray, HardwareConfig
 from aimc_lsh.hardware.programming import derive_seed
-from aimc_lsh.kernels import ConvGeometry
+from aimc_lsh.kernels import ConvGeometry, HashConfig, HashStages
 from aimc_lsh.nn.digital import check_zero_padding, conv_geometry
+from aimc_lsh.nn.layers import HashedLayer
 from aimc_lsh.train.noise import NoiseSpec
+
+HASHED_PLACEMENTS = ("codes_on_array", "projection_on_array")
+"""Placements a hashed layer can be trained on (:attr:`HardwareInTheLoop.placement`)."""
+
+_HASH_FIELDS = tuple(f.name for f in dataclasses.fields(HashConfig))
 
 
 def _weight_4d(module: nn.Module) -> Tensor:
@@ -46,49 +63,86 @@ def _analog_output(array: ConventionalArray, module: nn.Module, inputs: tuple, o
     return output + (analog.to(output.dtype) - output).detach()
 
 
+def _innermost(layer: HashedLayer) -> tuple[nn.Module, str]:
+    """The module holding the layer's own stages and its attribute name, below training wrappers.
+
+    Wrappers (:class:`aimc_lsh.train.noise.NoisyTrainingStages`, the STE scaling of
+    :mod:`aimc_lsh.train.ste_scale`) keep the stages they wrap as the submodule ``inner``.
+    """
+    holder, name = layer, "stages"
+    while isinstance(getattr(holder, name)._modules.get("inner"), HashStages):
+        holder, name = getattr(holder, name), "inner"
+    return holder, name
+
+
 class HardwareInTheLoop:
-    """Runs the training forwards of a digital model's Conv2d/Linear layers on simulated analog arrays.
+    """Runs a model's training forwards on simulated analog arrays (hashed or conventional layers).
 
     Args:
-        model: The digital model being trained (its ``nn.Conv2d`` and ``nn.Linear`` layers go on arrays;
-            other modules, hashed layers included, are left alone).
-        config: Hardware of the arrays (device profile, ADC, tile size, drift compensation and its
-            reference read-out); the fast backend is used.
+        model: The model being trained. If it has hashed layers, those go on arrays (placement
+            ``placement``) and every other module is left alone; otherwise its ``nn.Conv2d`` and
+            ``nn.Linear`` layers go on conventional arrays.
+        config: Hardware of the arrays (device profile, ADC, sense amplifiers, tile size, drift
+            compensation and its reference read-out); the fast backend is used. Its ``placement`` is
+            ignored for hashed layers, which keep their own kernel, k, seed and tiling.
         t_inference: Seconds after programming every training forward sees.
         seed: Seed of the draws; at step ``s`` layer ``path`` is programmed with
             ``derive_seed(seed, "loop", s, path)``.
+        placement: Where hashed layers compute (:data:`HASHED_PLACEMENTS`).
 
     Raises:
-        ValueError: If the model has no Conv2d/Linear layer, a layer cannot go on an array (groups,
-            padding mode) or the device has no data for ``t_inference``.
+        ValueError: If the model has no layer to put on arrays, a layer cannot go on an array (groups,
+            padding mode, a hashed layer already on simulated hardware), the placement is unknown or
+            the device has no data for ``t_inference``.
 
     """
 
     def __init__(
-        self, model: nn.Module, config: HardwareConfig, t_inference: float, *, seed: int = 0
+        self,
+        model: nn.Module,
+        config: HardwareConfig,
+        t_inference: float,
+        *,
+        seed: int = 0,
+        placement: str = "codes_on_array",
     ) -> None:
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, got {type(config).__name__}")
+        if placement not in HASHED_PLACEMENTS:
+            raise ValueError(
+                f"hashed layers train on placement {', '.join(HASHED_PLACEMENTS)}; got {placement!r}"
+            )
         self.config = config
+        self.placement = placement
         self.t_inference = config.device.check_time(t_inference)
         self.seed = int(seed)
-        self.layers: dict[str, tuple[nn.Module, ConventionalArray]] = {}
+        self.hashed: dict[str, tuple[HashedLayer, AnalogHashStages]] = {}
         for path, module in model.named_modules():
-            if type(module) is nn.Conv2d:
-                name = f"HardwareInTheLoop ({path})"
-                kernel, geometry = conv_geometry(
-                    name, module.kernel_size, module.stride, module.padding, module.dilation, module.groups
-                )
-                check_zero_padding(name, module)
-                outputs, inputs = module.out_channels, module.in_channels
-            elif type(module) is nn.Linear:
-                kernel, geometry = (1, 1), ConvGeometry()
-                outputs, inputs = module.out_features, module.in_features
-            else:
-                continue
-            self.layers[path] = (module, ConventionalArray(config, outputs, inputs, kernel, geometry))
-        if not self.layers:
-            raise ValueError("HardwareInTheLoop found no nn.Conv2d / nn.Linear layer to put on analog arrays")
+            if isinstance(module, HashedLayer):
+                self.hashed[path] = (module, self._hashed_stages(path, module))
+        self.layers: dict[str, tuple[nn.Module, ConventionalArray]] = {}
+        if not self.hashed:
+            for path, module in model.named_modules():
+                array = _conventional_array(path, module, config)
+                if array is not None:
+                    self.layers[path] = (module, array)
+        if not self.hashed and not self.layers:
+            raise ValueError(
+                "HardwareInTheLoop found no hashed layer and no nn.Conv2d / nn.Linear layer to put on "
+                "analog arrays"
+            )
+
+    def _hashed_stages(self, path: str, layer: HashedLayer) -> AnalogHashStages:
+        holder, name = _innermost(layer)
+        if isinstance(getattr(holder, name), AnalogHashStages):
+            raise ValueError(
+                f"HardwareInTheLoop: hashed layer {path!r} already runs on simulated hardware; train the "
+                "digitally hashed model (patched with a HashConfig) and let the loop add the arrays"
+            )
+        fields = {f: getattr(layer.config, f) for f in _HASH_FIELDS}
+        hardware = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(HardwareConfig)}
+        hardware.update(fields, placement=self.placement, analog_projection=None)
+        return HardwareConfig(**hardware).build_stages()
 
     @classmethod
     def from_spec(
@@ -105,7 +159,7 @@ class HardwareInTheLoop:
             drift_compensation=True,
             drift_reference="random_sign",
         )
-        return cls(model, config, spec.weight_t_inference, seed=seed)
+        return cls(model, config, spec.weight_t_inference, seed=seed, placement=spec.hardware_placement)
 
     @contextmanager
     def engaged(self, step: int) -> Iterator[None]:
@@ -114,7 +168,17 @@ class HardwareInTheLoop:
         Layers in eval mode when the block is entered get no array and keep their digital forward.
         """
         handles = []
+        swapped: list[tuple[nn.Module, str, nn.Module]] = []
         try:
+            for path, (layer, stages) in self.hashed.items():
+                if not layer.training:
+                    continue
+                stages.program_layer(layer, derive_seed(self.seed, "loop", int(step), path))
+                stages.drift_layer(self.t_inference)
+                stages.train()
+                holder, name = _innermost(layer)
+                swapped.append((holder, name, getattr(holder, name)))
+                setattr(holder, name, stages)
             for path, (module, array) in self.layers.items():
                 if not module.training:
                     continue
@@ -125,3 +189,22 @@ class HardwareInTheLoop:
         finally:
             for handle in handles:
                 handle.remove()
+            for holder, name, original in reversed(swapped):
+                setattr(holder, name, original)
+
+
+def _conventional_array(path: str, module: nn.Module, config: HardwareConfig) -> ConventionalArray | None:
+    """The conventional array of an ``nn.Conv2d`` / ``nn.Linear`` (exact types), else None."""
+    if type(module) is nn.Conv2d:
+        name = f"HardwareInTheLoop ({path})"
+        kernel, geometry = conv_geometry(
+            name, module.kernel_size, module.stride, module.padding, module.dilation, module.groups
+        )
+        check_zero_padding(name, module)
+        outputs, inputs = module.out_channels, module.in_channels
+    elif type(module) is nn.Linear:
+        kernel, geometry = (1, 1), ConvGeometry()
+        outputs, inputs = module.out_features, module.in_features
+    else:
+        return None
+    return ConventionalArray(config, outputs, inputs, kernel, geometry)

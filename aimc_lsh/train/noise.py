@@ -77,11 +77,16 @@ class NoiseSpec:
     """Seconds after programming at which ``weight_device`` errors are drawn."""
 
     hardware_profile: str | None = None
-    """Conventional baseline only: run every training forward of the ``nn.Conv2d`` / ``nn.Linear`` layers
-    on simulated arrays of this device profile (a name from ``devices/`` or a YAML path), programmed and
-    drifted to ``weight_t_inference`` afresh every step, with the profile's read noise and ADC and
-    ``random_sign`` drift compensation; gradients pass straight through
-    (:class:`aimc_lsh.train.hardware_loop.HardwareInTheLoop`). Excludes ``weight_device``."""
+    """Run every training forward on simulated arrays of this device profile (a name from ``devices/`` or
+    a YAML path), programmed and drifted to ``weight_t_inference`` afresh every step, with the profile's
+    read noise, ADC, sense amplifiers and ``random_sign`` drift compensation; gradients pass straight
+    through (:class:`aimc_lsh.train.hardware_loop.HardwareInTheLoop`). Hashed models: the hashed layers,
+    in ``hardware_placement``; conventional models: every ``nn.Conv2d`` / ``nn.Linear``. Excludes
+    ``weight_device``."""
+
+    hardware_placement: str = "codes_on_array"
+    """Hashed models with ``hardware_profile``: where the hashed layers compute in the loop
+    (``codes_on_array`` or ``projection_on_array``, as in :class:`aimc_lsh.hardware.HardwareConfig`)."""
 
     weight_clip_sigma: float = 0.0
     """Conventional baseline only: after every optimiser step, clip each layer's weights to this many
@@ -107,8 +112,13 @@ class NoiseSpec:
                     "NoiseSpec: give weight_device (sampled weight errors) or hardware_profile (the whole "
                     f"array in the loop), not both; got {self.weight_device!r} and {self.hardware_profile!r}"
                 )
+        if self.hardware_placement not in ("codes_on_array", "projection_on_array"):
+            raise ValueError(
+                "NoiseSpec.hardware_placement must be codes_on_array or projection_on_array, "
+                f"got {self.hardware_placement!r}"
+            )
         for f in dataclasses.fields(self):
-            if f.name in ("weight_device", "hardware_profile"):
+            if f.name in ("weight_device", "hardware_profile", "hardware_placement"):
                 continue
             value = getattr(self, f.name)
             if (

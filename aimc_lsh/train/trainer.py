@@ -135,9 +135,10 @@ def fine_tune(
         config: Training configuration (default: ``TrainConfig()``, the default recipe).
         teacher: The FP32 model (needed for distillation and layer-wise calibration).
         val_set: Validation split (accuracy is logged; rank 0 only).
-        noise: Hardware-aware training noise (hashed-layer terms and/or, for conventional layers,
-            ``hardware_profile`` arrays in the loop, ``weight_device`` or ``weight_std`` weight noise,
-            ``weight_clip_sigma`` clipping after every step).
+        noise: Hardware-aware training: ``hardware_profile`` arrays in the loop (the hashed layers, or
+            every Conv2d/Linear of a model without hashed layers), sampled hashed-layer terms, and for
+            conventional layers ``weight_device`` or ``weight_std`` weight noise and
+            ``weight_clip_sigma`` clipping after every step.
         checkpoint: Checkpoint file written during and at the end of the run.
         resume: Continue from ``checkpoint`` if it exists (same config), reproducing the uninterrupted run.
         log_csv: CSV training log (rewritten atomically at every log point).

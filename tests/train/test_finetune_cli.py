@@ -73,6 +73,7 @@ def test_cli_conventional_hwa_options(tmp_path):
     assert additive["noise"]["weight_std"] == pytest.approx(2 * device["noise"]["weight_std"])
     in_loop = finetune.main([*common, "--checkpoint", str(tmp_path / "h.pt")])  # the default
     assert in_loop["noise"]["hardware_profile"] == "pcm" and in_loop["noise"]["weight_device"] is None
+    assert in_loop["noise"]["weight_std"] == 0.0  # the arrays draw the errors: no sampled noise on top
     assert in_loop["noise"]["weight_t_inference"] == 3600.0
     plain = finetune.main([*common[:-4], "--checkpoint", str(tmp_path / "p.pt")])
     assert plain["noise"] is None
@@ -87,11 +88,17 @@ def test_cli_conventional_hwa_options(tmp_path):
     # the noise reaches the training steps: same seed and data, different weights
     trained = {name: load_checkpoint(tmp_path / f"{name}.pt")["model_state"]["conv.weight"] for name in "dhp"}
     assert not torch.allclose(trained["d"], trained["p"]) and not torch.allclose(trained["h"], trained["p"])
-    # a hashed model's HWA samples the hashed-layer noise; the conventional-layer options stay off
-    hashed = finetune.main(["--model", "digits_cnn", "--k", "16", "--recipe", "ce", "--epochs", "1",
-                            "--no-augment", "--quiet", "--device-profile", "pcm"])  # fmt: skip
-    assert hashed["noise"]["code_std"] > 0 and hashed["noise"]["hardware_profile"] is None
+    # a hashed model's HWA runs its hashed layers on the arrays (default) or samples their noise
+    hashed_args = ["--model", "digits_cnn", "--k", "16", "--recipe", "ce", "--epochs", "1", "--no-augment",
+                   "--quiet", "--device-profile", "pcm"]  # fmt: skip
+    hashed = finetune.main([*hashed_args, "--hwa-placement", "projection_on_array"])
+    assert hashed["noise"]["hardware_profile"] == "pcm" and hashed["noise"]["code_std"] == 0.0
+    assert hashed["noise"]["hardware_placement"] == "projection_on_array"
     assert hashed["noise"]["weight_device"] is None and hashed["noise"]["weight_clip_sigma"] == 0.0
+    sampled = finetune.main([*hashed_args, "--weight-noise", "additive"])
+    assert sampled["noise"]["code_std"] > 0 and sampled["noise"]["hardware_profile"] is None
+    with pytest.raises(SystemExit):
+        finetune.main([*hashed_args, "--weight-noise", "device"])
 
 
 def test_cli_warm_start_from_a_checkpoint(tmp_path):

@@ -90,3 +90,88 @@ def test_bad_models_and_specs_are_rejected():
         NoiseSpec(hardware_profile="flash")
     with pytest.raises(ValueError, match="not both"):
         NoiseSpec(hardware_profile="pcm", weight_device="pcm")
+
+
+# ----------------------------------------------------------------------------- hashed layers in the loop
+def _hashed_net(skip: tuple[str, ...] = ()) -> nn.Sequential:
+    from aimc_lsh.kernels import HashConfig
+    from aimc_lsh.nn import patch_model
+
+    return patch_model(_net(), HashConfig(hash_length=32, seed=5), skip=skip)
+
+
+def _reference_stages(layer, placement: str, seed: int):
+    """The hardware stages drift_sweep.py evaluates with, programmed as the loop programs step 7."""
+    import dataclasses
+
+    from aimc_lsh.kernels import HashConfig
+
+    fields = {f.name: getattr(layer.config, f.name) for f in dataclasses.fields(HashConfig)}
+    config = HardwareConfig(**fields, device=load_device("pcm"), placement=placement,
+                            drift_compensation=True, drift_reference="random_sign")  # fmt: skip
+    stages = config.build_stages()
+    stages.program_layer(layer, seed)
+    stages.drift_layer(86_400.0)
+    return stages
+
+
+@pytest.mark.parametrize("placement", ["codes_on_array", "projection_on_array"])
+def test_hashed_training_forward_runs_on_the_hardware_stages(placement):
+    net, x = _hashed_net().train(), torch.randn(4, 3, 32, 32)
+    original = net[0].stages
+    loop = HardwareInTheLoop(net, PCM, 86_400.0, seed=3, placement=placement)
+    assert sorted(loop.hashed) == ["0", "3"] and loop.layers == {}  # hashed model: only hashed layers
+    with loop.engaged(step=7), torch.no_grad():
+        hooked = net[0](x)
+    assert net[0].stages is original  # restored after the block
+    reference = _reference_stages(net[0], placement, derive_seed(3, "loop", 7, "0"))
+    net[0].stages = reference
+    with torch.no_grad():
+        expected = net[0](x)
+    net[0].stages = original
+    assert torch.allclose(hooked, expected, atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(hooked, net[0](x), atol=1e-2)  # digital hashing after the block
+
+
+def test_hashed_loop_gradients_reach_the_weights_and_the_state_dict_is_unchanged():
+    net, x = _hashed_net().train(), torch.randn(4, 3, 32, 32)
+    keys = set(net.state_dict())
+    with HardwareInTheLoop(net, PCM, 86_400.0).engaged(step=0):
+        net(x).square().sum().backward()
+    assert float(net[0].weight.grad.abs().sum()) > 0 and float(net[3].weight.grad.abs().sum()) > 0
+    assert set(net.state_dict()) == keys
+
+
+def test_hashed_loop_keeps_training_wrappers_and_skipped_layers_digital():
+    from aimc_lsh.train.noise import NoisyTrainingStages, inject_training_noise
+
+    net, x = _hashed_net(skip=("3",)).train(), torch.randn(4, 3, 32, 32)
+    inject_training_noise(net, NoiseSpec(sa_noise_std=0.1))
+    wrapper = net[0].stages
+    loop = HardwareInTheLoop(net, PCM, 86_400.0)
+    assert sorted(loop.hashed) == ["0"] and loop.layers == {}  # the skipped classifier stays digital
+    with loop.engaged(step=0):
+        assert net[0].stages is wrapper and type(wrapper.inner).__name__ == "AnalogHashStages"
+        assert isinstance(net[0].stages, NoisyTrainingStages)
+        net(x)
+    assert type(wrapper.inner).__name__ == "HashStages"
+    net[0].eval()
+    with loop.engaged(step=0):  # eval-mode layers keep their digital stages
+        assert type(wrapper.inner).__name__ == "HashStages"
+
+
+def test_hashed_loop_rejects_hardware_layers_and_unknown_placements():
+    from aimc_lsh.nn import patch_model
+
+    on_hardware = patch_model(_net(), HardwareConfig(device=load_device("pcm"), hash_length=16))
+    with pytest.raises(ValueError, match="already runs on simulated hardware"):
+        HardwareInTheLoop(on_hardware, PCM, 1.0)
+    with pytest.raises(ValueError, match="codes_on_array, projection_on_array"):
+        HardwareInTheLoop(_hashed_net(), PCM, 1.0, placement="conventional")
+    with pytest.raises(ValueError, match="hardware_placement"):
+        NoiseSpec(hardware_profile="pcm", hardware_placement="crossbar")
+    loop = HardwareInTheLoop.from_spec(
+        _hashed_net(), NoiseSpec(hardware_profile="pcm", hardware_placement="projection_on_array")
+    )
+    assert loop.placement == "projection_on_array" and sorted(loop.hashed) == ["0", "3"]
