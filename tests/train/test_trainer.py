@@ -48,10 +48,18 @@ def _resumable_config():
     )
 
 
-def test_checkpoint_resume_gives_identical_continuation(digits_teacher, digits_data, tmp_path):
+@pytest.mark.parametrize(
+    "noise",
+    [
+        NoiseSpec(projection_std=0.05, code_std=0.05, sa_offset_std=0.1, sa_noise_std=0.1),
+        # the hashed layers on PCM arrays in the loop (every step programmed from its step number)
+        NoiseSpec(hardware_profile="pcm", weight_t_inference=3600.0, sa_noise_std=0.1),
+    ],
+    ids=["sampled-noise", "arrays-in-the-loop"],
+)
+def test_checkpoint_resume_gives_identical_continuation(digits_teacher, digits_data, tmp_path, noise):
     train, test = digits_data
     config = HashConfig(kernel="learned_projection", hash_length=16, seed=3)
-    noise = NoiseSpec(projection_std=0.05, code_std=0.05, sa_offset_std=0.1, sa_noise_std=0.1)
 
     straight = patch_model(digits_teacher, config)
     full = fine_tune(
