@@ -141,7 +141,7 @@ class HardwareInTheLoop:
             )
         fields = {f: getattr(layer.config, f) for f in _HASH_FIELDS}
         hardware = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(HardwareConfig)}
-        hardware.update(fields, placement=self.placement, analog_projection=None)
+        hardware.update(fields, placement=self.placement, analog_projection=None, backend="fast")
         return HardwareConfig(**hardware).build_stages()
 
     @classmethod
