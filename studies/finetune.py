@@ -35,7 +35,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimc_lsh.train import RECIPES, NoiseSpec, TrainConfig, fine_tune, noise_spec_for_device  # noqa: E402
+from aimc_lsh.train import (  # noqa: E402
+    DEFAULT_WEIGHT_CLIP_SIGMA,
+    RECIPES,
+    NoiseSpec,
+    TrainConfig,
+    fine_tune,
+    noise_spec_for_device,
+)
 from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
 
 
@@ -52,9 +59,8 @@ def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[s
     return out
 
 
-DEFAULT_WEIGHT_CLIP = 3.0
-"""Clip level (std of each layer's weights) of hardware-aware training of conventional layers: on PCM at
-1 day, clipping alone gives most of HWA's gain over plain fine-tuning (docs/training.md)."""
+DEFAULT_WEIGHT_CLIP = DEFAULT_WEIGHT_CLIP_SIGMA
+"""Clip level (std of each layer's weights) of hardware-aware training of conventional layers."""
 
 
 def build_parser() -> argparse.ArgumentParser:

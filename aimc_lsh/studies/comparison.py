@@ -4,7 +4,8 @@ Every *row* is one way of running the pretrained backbone:
 
 * ``fp32``: the digital reference (no recovery, no hardware);
 * ``conventional``: real weights on analog tiles with an n-bit ADC, hardware-aware fine-tuned with the
-  device's weight noise;
+  device's simulated arrays in the training loop and weight clipping
+  (:func:`aimc_lsh.train.hardware_loop_spec`, the ``studies/finetune.py`` default);
 * ``lsh``: SimHash (random projection, k = 256) on every layer, codes on the array;
 * ``pq``: LUT-NN product quantization (K = 16) on every layer, look-up tables on the array;
 * ``merge75`` / ``merge50``: LSH neuron merging keeping 75% / 50% of the mergeable channels, then the
@@ -143,7 +144,7 @@ def _cpu_seconds() -> float:
 
 def recover(name: str, model: nn.Module, setup: ComparisonSetup) -> dict[str, Any]:
     """Fine-tune the row's model in place with the common budget; returns steps and times."""
-    from aimc_lsh.train import TrainConfig, fine_tune, noise_spec_for_device
+    from aimc_lsh.train import TrainConfig, fine_tune, hardware_loop_spec
 
     spec = ROWS[name]
     if spec.kind == "fp32" or (setup.budget_s <= 0 and setup.epochs is None):
@@ -161,7 +162,9 @@ def recover(name: str, model: nn.Module, setup: ComparisonSetup) -> dict[str, An
     if setup.train_set.images.shape[-1] < 16:  # 8x8 digits: a 4-pixel crop padding would erase them
         changes["crop_padding"] = 1
     config = TrainConfig.for_recipe(spec.recipe, **changes)
-    noise = noise_spec_for_device(setup.device, setup.t_inference) if spec.kind == "conventional" else None
+    noise = None
+    if spec.kind == "conventional":
+        noise = hardware_loop_spec(setup.device, setup.t_inference, conventional=True)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     result = fine_tune(model, setup.train_set, config, teacher=setup.teacher, noise=noise)
     if noise is not None:

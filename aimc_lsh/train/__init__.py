@@ -8,6 +8,7 @@ Public API:
         layer_reconstruction_errors(student, teacher, images, paths)
     recovery_loss(...), distillation_loss(...)
     NoiseSpec, noise_spec_for_device(name, t_inference), inject_training_noise(model, spec),
+        hardware_loop_spec(profile, t, conventional) (the default HWA: arrays in the loop, clipping),
         remove_training_noise(model), WeightNoise (conventional HWA), relative_weight_noise(noise_model, t),
         device_weights(noise_model, weight, t) (a weight as the device holds it at t),
         clip_weights(model, sigma) (layer-Gaussian weight clipping),
@@ -40,11 +41,13 @@ from aimc_lsh.train.distributed import DistContext
 from aimc_lsh.train.losses import distillation_loss, recovery_loss
 from aimc_lsh.train.merge_aware import MergeAwareConfig, MergeAwareResult, merge_aware_fine_tune
 from aimc_lsh.train.noise import (
+    DEFAULT_WEIGHT_CLIP_SIGMA,
     NoiseSpec,
     NoisyTrainingStages,
     WeightNoise,
     clip_weights,
     device_weights,
+    hardware_loop_spec,
     inject_training_noise,
     noise_spec_for_device,
     relative_weight_noise,
@@ -56,6 +59,7 @@ from aimc_lsh.train.trainer import LOG_FIELDS, TrainResult, fine_tune
 
 __all__ = [
     "DEFAULT_RECIPE",
+    "DEFAULT_WEIGHT_CLIP_SIGMA",
     "LOG_FIELDS",
     "RECIPES",
     "DistContext",
@@ -81,6 +85,7 @@ __all__ = [
     "digital_network",
     "distillation_loss",
     "fine_tune",
+    "hardware_loop_spec",
     "inject_training_noise",
     "layer_reconstruction_errors",
     "load_checkpoint",

@@ -202,6 +202,35 @@ def noise_spec_for_device(
     )
 
 
+DEFAULT_WEIGHT_CLIP_SIGMA = 3.0
+"""Clip level (std of each layer's weights) of hardware-aware training of conventional layers: on PCM at
+1 day, clipping is part of HWA's gain over plain fine-tuning (docs/training.md)."""
+
+
+def hardware_loop_spec(
+    profile: str, t_inference: float = 86_400.0, *, conventional: bool, placement: str = "codes_on_array"
+) -> NoiseSpec:
+    """The default hardware-aware training: the simulated arrays of ``profile`` in every training forward.
+
+    Conventional models also get their weights clipped to :data:`DEFAULT_WEIGHT_CLIP_SIGMA` standard
+    deviations after every step; hashed layers compute in ``placement``. No sampled noise is added on top
+    (the arrays draw the device's errors themselves).
+
+    Args:
+        profile: Device profile (a name from ``devices/`` or a YAML path).
+        t_inference: Seconds after programming every training forward sees.
+        conventional: Whether the model is the conventional (real-weight) baseline.
+        placement: Where hashed layers compute (``codes_on_array`` or ``projection_on_array``).
+
+    """
+    return NoiseSpec(
+        hardware_profile=profile,
+        weight_t_inference=float(t_inference),
+        hardware_placement=placement,
+        weight_clip_sigma=DEFAULT_WEIGHT_CLIP_SIGMA if conventional else 0.0,
+    )
+
+
 class NoisyTrainingStages(HashStages):
     """Wraps a layer's stages and samples :class:`NoiseSpec` non-idealities in training mode only.
 

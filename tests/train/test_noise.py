@@ -158,3 +158,16 @@ def test_clip_weights_clips_conventional_layers_only(digits_teacher):
     assert clip_weights(model, 0.0) == 0
     with pytest.raises(ValueError, match="clip sigma"):
         clip_weights(model, float("inf"))
+
+
+def test_hardware_loop_spec_is_the_default_hwa():
+    from aimc_lsh.train import DEFAULT_WEIGHT_CLIP_SIGMA, hardware_loop_spec
+
+    conventional = hardware_loop_spec("pcm", 3600.0, conventional=True)
+    assert conventional.hardware_profile == "pcm" and conventional.weight_t_inference == 3600.0
+    assert conventional.weight_clip_sigma == DEFAULT_WEIGHT_CLIP_SIGMA == 3.0
+    assert conventional.weight_std == 0.0 and not conventional.active  # no sampled noise on top
+    hashed = hardware_loop_spec("pcm", conventional=False, placement="projection_on_array")
+    assert hashed.weight_clip_sigma == 0.0 and hashed.hardware_placement == "projection_on_array"
+    with pytest.raises(ValueError, match="pcm"):
+        hardware_loop_spec("flash", conventional=True)
