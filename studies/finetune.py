@@ -8,7 +8,7 @@ Examples (2-core CPU, one thread)::
     # learned projections, per-layer k = out-channels (maximises the bitbybit energy term)
     python studies/finetune.py --kernel learned_projection --k out --epochs 10 --checkpoint runs/lp_out.pt
 
-    # hardware-aware training with PCM noise measured at 1 day of drift
+    # hardware-aware training: the hashed layers on PCM arrays at 1 day of drift in every training forward
     python studies/finetune.py --k 256 --device-profile pcm --checkpoint runs/rp256_hwa.pt
 
     # conventional analog baseline (real weights), HWA: PCM arrays at 1 day in the loop + clipping at 3 std
