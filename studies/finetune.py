@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight-noise", choices=("hardware", "device", "additive"), default="hardware",
         help="hardware = every training forward on the simulated arrays of the --device-profile at "
         "--hwa-time (programming noise, drift, per-read noise, ADC, sense amplifiers, compensation; "
-        "gradients straight through; hashed layers in --hwa-placement; 2-2.5x slower per step); "
+        "gradients straight through; hashed layers in --hwa-placement; 1.7-2.1x slower per step); "
         "additive = Gaussian noise of the measured relative spread (times --hwa-scale): on P and the "
         "codes of hashed layers, times each layer's max |W| for conventional ones; device "
         "(--conventional only) = every step, the weights as the device holds them at --hwa-time (aihwkit "

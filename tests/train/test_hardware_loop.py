@@ -134,12 +134,17 @@ def test_hashed_training_forward_runs_on_the_hardware_stages(placement):
         assert not torch.allclose(hooked, net[0](x), atol=1e-2)  # digital hashing after the block
 
 
-def test_hashed_loop_gradients_reach_the_weights_and_the_state_dict_is_unchanged():
-    net, x = _hashed_net().train(), torch.randn(4, 3, 32, 32)
-    keys = set(net.state_dict())
-    with HardwareInTheLoop(net, PCM, 86_400.0).engaged(step=0):
+@pytest.mark.parametrize("placement", ["codes_on_array", "projection_on_array"])
+def test_hashed_loop_gradients_reach_weights_and_learned_projections(placement):
+    from aimc_lsh.kernels import HashConfig
+    from aimc_lsh.nn import patch_model
+
+    net = patch_model(_net(), HashConfig(kernel="learned_projection", hash_length=32)).train()
+    keys, x = set(net.state_dict()), torch.randn(4, 3, 32, 32)
+    with HardwareInTheLoop(net, PCM, 86_400.0, placement=placement).engaged(step=0):
         net(x).square().sum().backward()
-    assert float(net[0].weight.grad.abs().sum()) > 0 and float(net[3].weight.grad.abs().sum()) > 0
+    for name in ("0.weight", "3.weight", "0.kernels.0.P", "3.kernels.0.P"):
+        assert float(net.get_parameter(name).grad.abs().sum()) > 0, name
     assert set(net.state_dict()) == keys
 
 
