@@ -44,6 +44,7 @@ from aimc_lsh.train import (  # noqa: E402
     noise_spec_for_device,
 )
 from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
+from aimc_lsh.train.noise import HASHED_PLACEMENTS  # noqa: E402
 
 
 def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[str, int]]:
@@ -57,10 +58,6 @@ def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[s
         n_out = module.out_channels if isinstance(module, torch.nn.Conv2d) else module.out_features
         out[path] = {"hash_length": int(n_out)}
     return out
-
-
-DEFAULT_WEIGHT_CLIP = DEFAULT_WEIGHT_CLIP_SIGMA
-"""Clip level (std of each layer's weights) of hardware-aware training of conventional layers."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "programming noise, drift, read noise, ideal compensation). Default: %(default)s",
     )  # fmt: skip
     g.add_argument(
-        "--hwa-placement", choices=("codes_on_array", "projection_on_array"), default="codes_on_array",
+        "--hwa-placement", choices=HASHED_PLACEMENTS, default="codes_on_array",
         help="hashed models, --weight-noise hardware: where the hashed layers compute in the loop "
         "(evaluate with the same drift_sweep.py --placements). Default: %(default)s",
     )  # fmt: skip
@@ -210,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
                            "code_std": 0.0, "weight_std": 0.0})  # fmt: skip
         elif args.conventional and args.device_profile != "ideal" and args.weight_noise == "device":
             scaled.update({"weight_device": args.device_profile, "weight_t_inference": args.hwa_time})
-        clip = DEFAULT_WEIGHT_CLIP if args.conventional else 0.0
+        clip = DEFAULT_WEIGHT_CLIP_SIGMA if args.conventional else 0.0
         scaled["weight_clip_sigma"] = clip if args.weight_clip is None else args.weight_clip
         noise = NoiseSpec.from_dict(scaled)
     if args.conventional:

@@ -35,10 +35,7 @@ from aimc_lsh.hardware.programming import derive_seed
 from aimc_lsh.kernels import ConvGeometry, HashConfig, HashStages
 from aimc_lsh.nn.digital import check_zero_padding, conv_geometry
 from aimc_lsh.nn.layers import HashedLayer
-from aimc_lsh.train.noise import NoiseSpec
-
-HASHED_PLACEMENTS = ("codes_on_array", "projection_on_array")
-"""Placements a hashed layer can be trained on (:attr:`HardwareInTheLoop.placement`)."""
+from aimc_lsh.train.noise import HASHED_PLACEMENTS, NoiseSpec
 
 _HASH_FIELDS = tuple(f.name for f in dataclasses.fields(HashConfig))
 
@@ -139,10 +136,11 @@ class HardwareInTheLoop:
                 f"HardwareInTheLoop: hashed layer {path!r} already runs on simulated hardware; train the "
                 "digitally hashed model (patched with a HashConfig) and let the loop add the arrays"
             )
-        fields = {f: getattr(layer.config, f) for f in _HASH_FIELDS}
-        hardware = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(HardwareConfig)}
-        hardware.update(fields, placement=self.placement, analog_projection=None, backend="fast")
-        return HardwareConfig(**hardware).build_stages()
+        hashing = {f: getattr(layer.config, f) for f in _HASH_FIELDS}
+        config = dataclasses.replace(
+            self.config, **hashing, placement=self.placement, analog_projection=None, backend="fast"
+        )
+        return config.build_stages()
 
     @classmethod
     def from_spec(

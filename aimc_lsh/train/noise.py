@@ -43,6 +43,9 @@ from torch import Tensor, nn
 from aimc_lsh.hardware.specs import TileSpec
 from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair
 
+HASHED_PLACEMENTS = ("codes_on_array", "projection_on_array")
+"""Placements hashed layers train on with the arrays in the loop (:attr:`NoiseSpec.hardware_placement`)."""
+
 
 @dataclass
 class NoiseSpec:
@@ -112,9 +115,9 @@ class NoiseSpec:
                     "NoiseSpec: give weight_device (sampled weight errors) or hardware_profile (the whole "
                     f"array in the loop), not both; got {self.weight_device!r} and {self.hardware_profile!r}"
                 )
-        if self.hardware_placement not in ("codes_on_array", "projection_on_array"):
+        if self.hardware_placement not in HASHED_PLACEMENTS:
             raise ValueError(
-                "NoiseSpec.hardware_placement must be codes_on_array or projection_on_array, "
+                f"NoiseSpec.hardware_placement must be one of {', '.join(HASHED_PLACEMENTS)}, "
                 f"got {self.hardware_placement!r}"
             )
         for f in dataclasses.fields(self):

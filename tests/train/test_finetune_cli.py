@@ -66,7 +66,7 @@ def test_cli_conventional_hwa_options(tmp_path):
               "--quiet", "--device-profile", "pcm", "--hwa-time", "3600"]  # fmt: skip
     device = finetune.main([*common, "--weight-noise", "device", "--checkpoint", str(tmp_path / "d.pt")])
     assert device["noise"]["weight_device"] == "pcm" and device["noise"]["weight_t_inference"] == 3600.0
-    assert device["noise"]["weight_clip_sigma"] == finetune.DEFAULT_WEIGHT_CLIP == 3.0  # the HWA recipe
+    assert device["noise"]["weight_clip_sigma"] == finetune.DEFAULT_WEIGHT_CLIP_SIGMA == 3.0  # the HWA recipe
     assert load_checkpoint(tmp_path / "d.pt")["noise"]["weight_device"] == "pcm"
     additive = finetune.main([*common, "--weight-noise", "additive", "--hwa-scale", "2"])
     assert additive["noise"]["weight_device"] is None
