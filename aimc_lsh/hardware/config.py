@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -35,7 +36,7 @@ import yaml
 from aimc_lsh.hardware.devices import IDEAL_DEVICE, DeviceProfile, load_device
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.hardware.specs import ADC, SenseAmp, TileSpec, check_positive_int
-from aimc_lsh.kernels import HashConfig, get_kernel_class
+from aimc_lsh.kernels import HASH_FIELDS, HashConfig, get_kernel_class
 from aimc_lsh.utils import atomic_write_text
 
 PLACEMENTS = ("codes_on_array", "projection_on_array", "conventional")
@@ -230,6 +231,27 @@ class HardwareConfig(HashConfig):
         from aimc_lsh.hardware.stages import AnalogHashStages
 
         return AnalogHashStages(self)
+
+    @classmethod
+    def from_hash_config(cls, config: HashConfig | Mapping[str, Any], **hardware: Any) -> Self:
+        """The hardware version of a hashed layer: every hashing field of ``config``, plus ``hardware``.
+
+        Args:
+            config: A layer's config, or its ``to_dict()`` (as checkpoints store it). Its
+                :class:`~aimc_lsh.kernels.HashConfig` fields (kernel, k, seed, tiling, PQ settings) are
+                kept; hardware fields it may have (a config trained on hardware) are not.
+            **hardware: The hardware fields (``device``, ``placement``, ``sense_amp``, ...), as for
+                :meth:`from_dict` (a device name, nested dicts accepted); unset ones take their defaults.
+
+        Raises:
+            ValueError: For a keyword that is not a field, or a field the config rejects.
+
+        """
+        if isinstance(config, HashConfig):
+            settings = config.hash_settings()
+        else:
+            settings = {name: config[name] for name in HASH_FIELDS if name in config}
+        return cls.from_dict({**settings, **hardware})
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The math of approximate dot products: SimHash and product-quantization kernels, STEs, configs."""
 
 from aimc_lsh.kernels.base import HashKernel, cosine_from_similarity, safe_norm, safe_sqrt
-from aimc_lsh.kernels.config import HashConfig  # noqa: I001  (needs the registered kernels above)
+from aimc_lsh.kernels.config import HASH_FIELDS, HashConfig  # noqa: I001  (needs the registered kernels above)
 from aimc_lsh.kernels.learned_proj import LearnedProjKernel
 from aimc_lsh.kernels.pq import (
     assignment_ste,
@@ -20,6 +20,7 @@ from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_gr
 from aimc_lsh.kernels.ste import STE_MODES, hard_sign, sign_ste
 
 __all__ = [
+    "HASH_FIELDS",
     "STE_MODES",
     "ConvGeometry",
     "HashConfig",

@@ -114,6 +114,14 @@ class HashConfig:
             )
         return dataclasses.replace(self, **changes)
 
+    def hash_settings(self) -> dict[str, Any]:
+        """The :class:`HashConfig` fields alone (kernel, k, seed, tiling, PQ settings), as values.
+
+        They say what a hashed layer computes; a :class:`~aimc_lsh.hardware.HardwareConfig` adds where
+        it runs (device, placement, periphery), which this leaves out.
+        """
+        return {name: getattr(self, name) for name in HASH_FIELDS}
+
     def kernel_options(self) -> dict[str, Any]:
         """Keyword arguments passed to the kernel class besides ``in_features`` and ``hash_length``.
 
@@ -141,3 +149,7 @@ class HashConfig:
                 f"{cls.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
             )
         return cls(**data)
+
+
+HASH_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HashConfig))
+"""Names of the :class:`HashConfig` fields (shared by every hardware config, which adds its own)."""

@@ -182,7 +182,6 @@ def recover(name: str, model: nn.Module, setup: ComparisonSetup) -> dict[str, An
 def on_device(name: str, model: nn.Module, setup: ComparisonSetup) -> nn.Module | None:
     """The recovered model rebuilt on ``setup.device`` (unprogrammed); None for the FP32 row."""
     from aimc_lsh.hardware import HardwareConfig
-    from aimc_lsh.kernels import HashConfig
     from aimc_lsh.nn import patch_model, patched_layers, to_digital
 
     spec = ROWS[name]
@@ -193,10 +192,9 @@ def on_device(name: str, model: nn.Module, setup: ComparisonSetup) -> nn.Module 
             device=setup.device, placement="conventional", drift_reference=setup.drift_reference
         )
         return patch_model(model, config).eval()
-    hash_fields = {f for f in HashConfig.__dataclass_fields__}
     configs = {
-        path: HardwareConfig(
-            **{k: v for k, v in layer.config.to_dict().items() if k in hash_fields},
+        path: HardwareConfig.from_hash_config(
+            layer.config,
             device=setup.device,
             placement=spec.placement,
             drift_reference=setup.drift_reference,

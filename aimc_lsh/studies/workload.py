@@ -24,7 +24,6 @@ Worker side (cached per process, so a worker loads data and weights once for all
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import hashlib
 import json
@@ -36,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from aimc_lsh.kernels import HASH_FIELDS
 
 __all__ = [
     "BACKBONES",
@@ -314,14 +315,8 @@ def config_columns(config: Any) -> dict[str, Any]:
         k: v for k, v in flat.items() if not any(k == d or k.startswith(d + ".") for d in _DROPPED_COLUMNS)
     }
     if config.placement == "conventional":
-        columns.update(dict.fromkeys(_hash_fields()))
+        columns.update(dict.fromkeys(HASH_FIELDS))
     return columns
-
-
-def _hash_fields() -> list[str]:
-    from aimc_lsh.kernels import HashConfig
-
-    return [f.name for f in dataclasses.fields(HashConfig)]
 
 
 def checkpoint_hash_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -331,7 +326,7 @@ def checkpoint_hash_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     configs = [entry["config"] for entry in _checkpoint(str(path))["layers"].values()]
     out: dict[str, Any] = {}
-    for name in _hash_fields():
+    for name in HASH_FIELDS:
         values = {json.dumps(c.get(name), sort_keys=True) for c in configs}
         out[name] = configs[0].get(name) if len(values) == 1 and configs else None
     return out
@@ -405,9 +400,7 @@ def _calibrate(model: nn.Module, context: dict[str, Any], config: Any, *, pretra
         return model
     if not pretrained:
         return prepare_model(model, calibration_batches(context))
-    hashing = json.dumps(
-        {k: v for k, v in config.to_dict().items() if k in set(_hash_fields())}, sort_keys=True
-    )
+    hashing = json.dumps({k: v for k, v in config.to_dict().items() if k in HASH_FIELDS}, sort_keys=True)
     state = _calibrated_state(
         context["backbone"],
         context["models_root"],
@@ -491,7 +484,7 @@ def analog_model(context: dict[str, Any], config: Any, checkpoint: str | None = 
     from aimc_lsh.nn.widths import resize_to_widths
     from aimc_lsh.train import patch_like
 
-    hash_fields = set(_hash_fields())
+    hash_fields = set(HASH_FIELDS)
     hardware = {k: v for k, v in resolved_config(config).to_dict().items() if k not in hash_fields}
     layers = {
         path: {

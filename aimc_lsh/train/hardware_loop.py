@@ -32,12 +32,10 @@ from torch import Tensor, nn
 
 from aimc_lsh.hardware import AnalogHashStages, ConventionalArray, HardwareConfig
 from aimc_lsh.hardware.programming import derive_seed
-from aimc_lsh.kernels import ConvGeometry, HashConfig, HashStages
+from aimc_lsh.kernels import ConvGeometry, HashStages
 from aimc_lsh.nn.digital import check_zero_padding, conv_geometry
 from aimc_lsh.nn.layers import HashedLayer
 from aimc_lsh.train.noise import HASHED_PLACEMENTS, NoiseSpec
-
-_HASH_FIELDS = tuple(f.name for f in dataclasses.fields(HashConfig))
 
 
 def _weight_4d(module: nn.Module) -> Tensor:
@@ -136,10 +134,10 @@ class HardwareInTheLoop:
                 f"HardwareInTheLoop: hashed layer {path!r} already runs on simulated hardware; train the "
                 "digitally hashed model (patched with a HashConfig) and let the loop add the arrays"
             )
-        hashing = {f: getattr(layer.config, f) for f in _HASH_FIELDS}
         config = dataclasses.replace(
-            self.config, **hashing, placement=self.placement, analog_projection=None, backend="fast"
-        )
+            self.config, **layer.config.hash_settings(), placement=self.placement, analog_projection=None,
+            backend="fast",
+        )  # fmt: skip
         return config.build_stages()
 
     @classmethod

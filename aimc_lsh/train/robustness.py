@@ -22,8 +22,6 @@ from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 
-_HASH_FIELDS = ("kernel", "hash_length", "orthogonal", "seed", "ste", "input_tile_size", "output_tile_size")
-
 
 @dataclass(frozen=True)
 class NoisyAccuracy:
@@ -68,7 +66,8 @@ def hardware_model(
 ) -> nn.Module:
     """Rebuild a trained checkpoint on simulated hardware (:class:`aimc_lsh.hardware.HardwareConfig`).
 
-    Hashed layers keep their kernel, k, seed and tiling and get ``device`` / ``placement``; a checkpoint
+    Hashed layers keep every hashing setting (kernel, k, seed, tiling, PQ settings) and get ``device`` /
+    ``placement``; a checkpoint
     without hashed layers (a conventional baseline) is converted with ``placement="conventional"``.
     ``drift_reference`` is the drift-compensation read-out (``HardwareConfig.drift_reference``; None: the
     default). The model still has to be programmed (:func:`aimc_lsh.hardware.program`).
@@ -83,10 +82,11 @@ def hardware_model(
     layers = checkpoint["layers"]
     if layers:
         configs = {
-            path: HardwareConfig(**{k: v for k, v in entry["config"].items() if k in _HASH_FIELDS},
-                                 device=device, placement=placement, drift_reference=drift_reference)
+            path: HardwareConfig.from_hash_config(
+                entry["config"], device=device, placement=placement, drift_reference=drift_reference
+            )
             for path, entry in layers.items()
-        }  # fmt: skip
+        }
         first = next(iter(configs.values()))
         model = patch_model(digital, first, overrides=configs, filter_fn=lambda p, _m: p in configs)
     else:

@@ -68,6 +68,25 @@ def test_dict_and_yaml_round_trip(tmp_path):
         HardwareConfig.from_yaml("- 1")
 
 
+def test_from_hash_config_keeps_every_hashing_field_and_takes_the_hardware_ones():
+    digital = HashConfig(
+        kernel="product_quantization", hash_length=8, seed=3, pq_subvector_length=4, pq_table_bits=6,
+        pq_temperature=0.5,
+    )  # fmt: skip
+    hw = HardwareConfig.from_hash_config(digital, device="pcm", adc={"bits": 4})
+    assert hw.hash_settings() == digital.hash_settings()
+    assert hw.device.name == "pcm" and hw.adc == ADC(bits=4)
+    # a checkpoint's dict of a config trained on hardware: its hardware fields are not carried over
+    trained = HardwareConfig(
+        device="pcm", hash_length=32, input_tile_size=16, placement="projection_on_array"
+    )
+    rebuilt = HardwareConfig.from_hash_config(trained.to_dict(), device="ideal")
+    assert rebuilt.hash_settings() == trained.hash_settings()
+    assert rebuilt.placement == "codes_on_array" and rebuilt.device.name == "ideal"
+    with pytest.raises(ValueError, match="no field.*colour"):
+        HardwareConfig.from_hash_config(digital, colour="red")
+
+
 def test_replace_coerces_nested_dicts():
     hw = HardwareConfig(device="pcm").replace(adc={"bits": 3}, sense_amp={"offset_std": 0.1}, device="ideal")
     assert hw.adc == ADC(bits=3) and hw.sense_amp == SenseAmp(offset_std=0.1) and hw.device.name == "ideal"

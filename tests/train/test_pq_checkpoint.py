@@ -52,6 +52,20 @@ def test_checkpoint_rebuilds_the_calibrated_pq_model(tmp_path):
         torch.testing.assert_close(program(analog)(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+def test_hardware_model_keeps_the_pq_settings_of_a_checkpoint(tmp_path):
+    from aimc_lsh.train.robustness import hardware_model
+
+    x = torch.randn(6, 3, 4, 4)
+    config = HashConfig(kernel="product_quantization", hash_length=8, pq_table_bits=6, pq_temperature=0.5)
+    model = calibrate_pq(patch_model(_net(), config), [x])
+    path = save_checkpoint(tmp_path / "pq.pt", model)
+    analog = hardware_model(load_checkpoint(path), _net(), device="ideal")
+    assert {layer.config.hash_settings()["pq_table_bits"] for _, layer in pq_layers(analog)} == {6}
+    assert all(layer.config.pq_temperature == 0.5 for _, layer in pq_layers(analog))
+    with torch.no_grad():
+        torch.testing.assert_close(program(analog)(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_parts_of_layers_holding_a_config_are_not_layers():
     hashed = patch_model(_net(), HardwareConfig(hash_length=8))  # its AnalogHashStages hold the config too
     conventional = patch_model(_net(), HardwareConfig(placement="conventional"))  # and its tile arrays
