@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
     RECIPES,
@@ -123,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         "programming noise, drift, read noise, ideal compensation). Default: %(default)s",
     )  # fmt: skip
     g.add_argument(
+        "--hwa-drift-reference", choices=DRIFT_REFERENCES, default="random_sign",
+        help="--weight-noise hardware: the arrays' drift-compensation read-out (evaluate with the same "
+        "drift_sweep.py --drift-reference). Default: %(default)s",
+    )  # fmt: skip
+    g.add_argument(
         "--hwa-placement", choices=HASHED_PLACEMENTS, default="codes_on_array",
         help="hashed models, --weight-noise hardware: where the hashed layers compute in the loop "
         "(evaluate with the same drift_sweep.py --placements). Default: %(default)s",
@@ -203,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.weight_noise == "hardware" and args.device_profile != "ideal":
             # the arrays draw the device's errors themselves: no sampled noise on top
             scaled.update({"hardware_profile": args.device_profile, "weight_t_inference": args.hwa_time,
-                           "hardware_placement": args.hwa_placement, "projection_std": 0.0,
+                           "hardware_placement": args.hwa_placement,
+                           "hardware_drift_reference": args.hwa_drift_reference, "projection_std": 0.0,
                            "code_std": 0.0, "weight_std": 0.0})  # fmt: skip
         elif args.conventional and args.device_profile != "ideal" and args.weight_noise == "device":
             scaled.update({"weight_device": args.device_profile, "weight_t_inference": args.hwa_time})

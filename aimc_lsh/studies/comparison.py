@@ -164,7 +164,9 @@ def recover(name: str, model: nn.Module, setup: ComparisonSetup) -> dict[str, An
     config = TrainConfig.for_recipe(spec.recipe, **changes)
     noise = None
     if spec.kind == "conventional":
-        noise = hardware_loop_spec(setup.device, setup.t_inference, conventional=True)
+        noise = hardware_loop_spec(
+            setup.device, setup.t_inference, conventional=True, drift_reference=setup.drift_reference
+        )
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     result = fine_tune(model, setup.train_set, config, teacher=setup.teacher, noise=noise)
     if noise is not None:

@@ -153,7 +153,7 @@ class HardwareInTheLoop:
             device=load_device(spec.hardware_profile),
             placement="conventional",
             drift_compensation=True,
-            drift_reference="random_sign",
+            drift_reference=spec.hardware_drift_reference,
         )
         return cls(model, config, spec.weight_t_inference, seed=seed, placement=spec.hardware_placement)
 

@@ -40,11 +40,15 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
+from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.hardware.specs import TileSpec
 from aimc_lsh.kernels import ConvGeometry, HashStages, TilePair
 
 HASHED_PLACEMENTS = ("codes_on_array", "projection_on_array")
 """Placements hashed layers train on with the arrays in the loop (:attr:`NoiseSpec.hardware_placement`)."""
+
+
+_TEXT_FIELDS = ("weight_device", "hardware_profile", "hardware_placement", "hardware_drift_reference")
 
 
 @dataclass
@@ -82,14 +86,19 @@ class NoiseSpec:
     hardware_profile: str | None = None
     """Run every training forward on simulated arrays of this device profile (a name from ``devices/`` or
     a YAML path), programmed and drifted to ``weight_t_inference`` afresh every step, with the profile's
-    read noise, ADC, sense amplifiers and ``random_sign`` drift compensation; gradients pass straight
-    through (:class:`aimc_lsh.train.hardware_loop.HardwareInTheLoop`). Hashed models: the hashed layers,
-    in ``hardware_placement``; conventional models: every ``nn.Conv2d`` / ``nn.Linear``. Excludes
-    ``weight_device``."""
+    read noise, ADC, sense amplifiers and drift compensation (``hardware_drift_reference``); gradients
+    pass straight through (:class:`aimc_lsh.train.hardware_loop.HardwareInTheLoop`). Hashed models: the
+    hashed layers, in ``hardware_placement``; conventional models: every ``nn.Conv2d`` / ``nn.Linear``.
+    Excludes ``weight_device``."""
 
     hardware_placement: str = "codes_on_array"
     """Hashed models with ``hardware_profile``: where the hashed layers compute in the loop
     (``codes_on_array`` or ``projection_on_array``, as in :class:`aimc_lsh.hardware.HardwareConfig`)."""
+
+    hardware_drift_reference: str = "random_sign"
+    """With ``hardware_profile``: the arrays' drift-compensation read-out (``random_sign`` or aihwkit's
+    ``one_hot``, as :attr:`aimc_lsh.hardware.HardwareConfig.drift_reference`); train with the read-out the
+    model will be evaluated with."""
 
     weight_clip_sigma: float = 0.0
     """Conventional baseline only: after every optimiser step, clip each layer's weights to this many
@@ -120,8 +129,13 @@ class NoiseSpec:
                 f"NoiseSpec.hardware_placement must be one of {', '.join(HASHED_PLACEMENTS)}, "
                 f"got {self.hardware_placement!r}"
             )
+        if self.hardware_drift_reference not in DRIFT_REFERENCES:
+            raise ValueError(
+                f"NoiseSpec.hardware_drift_reference must be one of {', '.join(DRIFT_REFERENCES)}, "
+                f"got {self.hardware_drift_reference!r}"
+            )
         for f in dataclasses.fields(self):
-            if f.name in ("weight_device", "hardware_profile", "hardware_placement"):
+            if f.name in _TEXT_FIELDS:
                 continue
             value = getattr(self, f.name)
             if (
@@ -211,7 +225,12 @@ DEFAULT_WEIGHT_CLIP_SIGMA = 3.0
 
 
 def hardware_loop_spec(
-    profile: str, t_inference: float = 86_400.0, *, conventional: bool, placement: str = "codes_on_array"
+    profile: str,
+    t_inference: float = 86_400.0,
+    *,
+    conventional: bool,
+    placement: str = "codes_on_array",
+    drift_reference: str = "random_sign",
 ) -> NoiseSpec:
     """The default hardware-aware training: the simulated arrays of ``profile`` in every training forward.
 
@@ -224,12 +243,14 @@ def hardware_loop_spec(
         t_inference: Seconds after programming every training forward sees.
         conventional: Whether the model is the conventional (real-weight) baseline.
         placement: Where hashed layers compute (``codes_on_array`` or ``projection_on_array``).
+        drift_reference: The arrays' drift-compensation read-out (``random_sign`` or ``one_hot``).
 
     """
     return NoiseSpec(
         hardware_profile=profile,
         weight_t_inference=float(t_inference),
         hardware_placement=placement,
+        hardware_drift_reference=drift_reference,
         weight_clip_sigma=DEFAULT_WEIGHT_CLIP_SIGMA if conventional else 0.0,
     )
 

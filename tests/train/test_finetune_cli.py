@@ -75,6 +75,11 @@ def test_cli_conventional_hwa_options(tmp_path):
     assert in_loop["noise"]["hardware_profile"] == "pcm" and in_loop["noise"]["weight_device"] is None
     assert in_loop["noise"]["weight_std"] == 0.0  # the arrays draw the errors: no sampled noise on top
     assert in_loop["noise"]["weight_t_inference"] == 3600.0
+    assert in_loop["noise"]["hardware_drift_reference"] == "random_sign"
+    one_hot = finetune.main(
+        [*common, "--hwa-drift-reference", "one_hot", "--checkpoint", str(tmp_path / "o.pt")]
+    )
+    assert one_hot["noise"]["hardware_drift_reference"] == "one_hot"
     plain = finetune.main([*common[:-4], "--checkpoint", str(tmp_path / "p.pt")])
     assert plain["noise"] is None
     clipped = finetune.main([*common[:-4], "--device-profile", "ideal", "--weight-clip", "1",
@@ -86,8 +91,9 @@ def test_cli_conventional_hwa_options(tmp_path):
     with pytest.raises(SystemExit):
         finetune.main([*common[:-4], "--weight-clip", "3"])
     # the noise reaches the training steps: same seed and data, different weights
-    trained = {name: load_checkpoint(tmp_path / f"{name}.pt")["model_state"]["conv.weight"] for name in "dhp"}
+    trained = {n: load_checkpoint(tmp_path / f"{n}.pt")["model_state"]["conv.weight"] for n in "dhop"}
     assert not torch.allclose(trained["d"], trained["p"]) and not torch.allclose(trained["h"], trained["p"])
+    assert not torch.allclose(trained["o"], trained["h"])  # the arrays read drift with the other read-out
     # a hashed model's HWA runs its hashed layers on the arrays (default) or samples their noise
     hashed_args = ["--model", "digits_cnn", "--k", "16", "--recipe", "ce", "--epochs", "1", "--no-augment",
                    "--quiet", "--device-profile", "pcm"]  # fmt: skip

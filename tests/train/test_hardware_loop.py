@@ -86,6 +86,10 @@ def test_bad_models_and_specs_are_rejected():
     assert HardwareInTheLoop.from_spec(_net(), NoiseSpec()) is None
     loop = HardwareInTheLoop.from_spec(_net(), NoiseSpec(hardware_profile="pcm", weight_t_inference=60.0))
     assert loop.t_inference == 60.0 and loop.config.drift_reference == "random_sign"
+    spec = NoiseSpec(hardware_profile="pcm", hardware_drift_reference="one_hot")
+    assert HardwareInTheLoop.from_spec(_net(), spec).config.drift_reference == "one_hot"
+    with pytest.raises(ValueError, match="hardware_drift_reference must be one of one_hot, random_sign"):
+        NoiseSpec(hardware_profile="pcm", hardware_drift_reference="column")
     with pytest.raises(ValueError, match="pcm"):  # the known profiles are named
         NoiseSpec(hardware_profile="flash")
     with pytest.raises(ValueError, match="not both"):

@@ -169,5 +169,8 @@ def test_hardware_loop_spec_is_the_default_hwa():
     assert conventional.weight_std == 0.0 and not conventional.active  # no sampled noise on top
     hashed = hardware_loop_spec("pcm", conventional=False, placement="projection_on_array")
     assert hashed.weight_clip_sigma == 0.0 and hashed.hardware_placement == "projection_on_array"
+    assert hashed.hardware_drift_reference == "random_sign"
+    one_hot = hardware_loop_spec("pcm", conventional=True, drift_reference="one_hot")
+    assert one_hot.hardware_drift_reference == "one_hot"
     with pytest.raises(ValueError, match="pcm"):
         hardware_loop_spec("flash", conventional=True)
