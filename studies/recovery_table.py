@@ -15,6 +15,7 @@ Accuracies are on the CIFAR-10 test split under ``--data-root`` (the exact subse
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import finetune  # noqa: E402  (studies/finetune.py)
 
 from aimc_lsh.train.config import DEFAULT_RECIPE  # noqa: E402
+from aimc_lsh.utils import atomic_write_text  # noqa: E402
 
 ROWS: dict[str, dict] = {
     "rp-k64": {"kernel": "random_projection", "k": "64"},
@@ -99,7 +101,15 @@ def run_row(name: str, args: argparse.Namespace, out: Path) -> dict:
     record = {"row": name, **summary, "budget_min": budget}
     if spec.get("noise_eval"):
         record.update(noise_evaluation(out / f"{name}.pt", args))
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / f"{name}.json", json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def reevaluate_row(name: str, args: argparse.Namespace, out: Path) -> dict:
+    """Redo the PCM evaluation of a finished row from its checkpoint; the training figures are kept."""
+    record = json.loads((out / f"{name}.json").read_text())
+    record.update(noise_evaluation(out / f"{name}.pt", args))
+    atomic_write_text(out / f"{name}.json", json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -110,6 +120,7 @@ def noise_evaluation(checkpoint: Path, args: argparse.Namespace) -> dict:
     placement); the proxy samples the noise levels used in hardware-aware training.
     """
     from aimc_lsh.data import load_dataset
+    from aimc_lsh.hardware import HardwareConfig
     from aimc_lsh.models import get_backbone
     from aimc_lsh.train import (
         accuracy_under_noise,
@@ -121,7 +132,8 @@ def noise_evaluation(checkpoint: Path, args: argparse.Namespace) -> dict:
 
     ckpt = load_checkpoint(checkpoint)
     test = load_dataset("cifar10", root=args.data_root)
-    record: dict = {}
+    reference = HardwareConfig(device="pcm").effective_drift_reference  # what hardware_accuracy reads with
+    record: dict = {"pcm_evaluated_on": datetime.date.today().isoformat(), "pcm_drift_reference": reference}
     placements = ("codes_on_array", "projection_on_array") if ckpt["layers"] else ("conventional",)
     for placement in placements:
         t0 = time.perf_counter()
@@ -198,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/recovery")
     p.add_argument("--force", action="store_true", help="rerun rows whose JSON exists")
+    p.add_argument(
+        "--reevaluate", action="store_true",
+        help="rows whose JSON exists: redo only their PCM evaluation (rows that have one) from the saved "
+        "checkpoint, e.g. after a change of the hardware model; training figures are kept",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -208,12 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in args.rows:
         if (out / f"{name}.json").exists() and not args.force:
+            if args.reevaluate and ROWS[name].get("noise_eval"):
+                reevaluate_row(name, args, out)
             continue
         run_row(name, args, out)
     records = [json.loads((out / f"{n}.json").read_text()) for n in ROWS if (out / f"{n}.json").exists()]
     md, csv_text = table(records)
-    from aimc_lsh.utils import atomic_write_text
-
     atomic_write_text(out / "recovery_table.md", md)
     atomic_write_text(out / "recovery_table.csv", csv_text)
     print(md)

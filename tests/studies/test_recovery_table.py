@@ -1,0 +1,65 @@
+"""studies/recovery_table.py on the real CIFAR-10 exact subset: rows, table, skip, re-evaluation."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
+
+import recovery_table  # noqa: E402
+
+DATA, MODELS = os.environ.get("AIMC_LSH_DATA"), os.environ.get("AIMC_LSH_MODELS")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (DATA and MODELS),
+    reason="AIMC_LSH_DATA and AIMC_LSH_MODELS must both be set (CI points them at shared/data/"
+    "cifar10-exact-subset and shared/models)",
+)
+def test_rows_table_skip_and_reevaluation(tmp_path):
+    torch.set_num_threads(1)
+    weights = os.path.join(MODELS, "akamaster_resnet20-12fca82f.th")
+    common = [
+        "--data-root",
+        DATA,
+        "--weights",
+        weights,
+        "--out",
+        str(tmp_path),
+        "--budget",
+        "1",
+        "--epochs",
+        "0.013",
+    ]  # fmt: skip  (0.013 epochs of 5,085 images in batches of 64: one step)
+    recovery_table.main([*common, "--rows", "rp-k64", "conv-fp32"])
+    hashed = json.loads((tmp_path / "rp-k64.json").read_text())
+    fp32 = json.loads((tmp_path / "conv-fp32.json").read_text())
+    assert hashed["steps"] == 1 and hashed["k"] == "64" and 0.0 <= hashed["final_accuracy"] <= 1.0
+    assert "pcm_1day_codes_on_array" not in hashed  # only the k = 256 and conventional rows go on PCM
+    assert fp32["final_accuracy"] == pytest.approx(0.9164, abs=1e-3) and fp32["steps"] == 0
+    assert fp32["pcm_drift_reference"] == "random_sign"
+    on_pcm = fp32["pcm_1day_conventional"]
+    assert on_pcm["repeats"] == 2 and 0.5 < on_pcm["mean"] < fp32["final_accuracy"]  # measured 79-80%
+    table = (tmp_path / "recovery_table.md").read_text().splitlines()
+    assert table[0].startswith("| row | kernel | k |") and len(table) == 4
+    assert table[2].startswith("| rp-k64 | random_projection | 64 |")
+    assert table[3].startswith("| conv-fp32 | conventional | - |") and "91.64" in table[3]
+
+    # finished rows are skipped, unless --reevaluate asks for their PCM evaluation again
+    fp32["pcm_1day_conventional"] = {"mean": -1.0, "std": 0.0, "repeats": 0}
+    (tmp_path / "conv-fp32.json").write_text(json.dumps(fp32))
+    recovery_table.main([*common, "--rows", "conv-fp32"])
+    assert json.loads((tmp_path / "conv-fp32.json").read_text())["pcm_1day_conventional"]["mean"] == -1.0
+    recovery_table.main([*common, "--rows", "conv-fp32", "--reevaluate"])
+    again = json.loads((tmp_path / "conv-fp32.json").read_text())
+    figures = ("mean", "std", "repeats")
+    assert [again["pcm_1day_conventional"][f] for f in figures] == [on_pcm[f] for f in figures]  # same seeds
+    assert again["steps"] == fp32["steps"] and again["cpu_s"] == fp32["cpu_s"]  # training figures kept
+
+    with pytest.raises(SystemExit):
+        recovery_table.main([*common, "--rows", "rp-k512"])
