@@ -1,22 +1,15 @@
 """The acceptance figure: akamaster ResNet-20 via get_backbone on the CIFAR-10 exact test subset."""
 
-import os
-
 import pytest
 
 from aimc_lsh.data import make_loader
 from aimc_lsh.eval import evaluate
 from aimc_lsh.models import get_backbone
-
-DATA, MODELS = os.environ.get("AIMC_LSH_DATA"), os.environ.get("AIMC_LSH_MODELS")
+from tests.shared_files import needs_data_and_models
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (DATA and MODELS),
-    reason="AIMC_LSH_DATA and AIMC_LSH_MODELS must both be set (CI points them at shared/data/"
-    "cifar10-exact-subset and shared/models)",
-)
+@needs_data_and_models
 def test_fp32_resnet20_scores_91_64_on_exact_subset():
     model = get_backbone("cifar10_resnet20", download=False)
     result = evaluate(model, make_loader("cifar10", train=False, batch_size=256), progress=False)

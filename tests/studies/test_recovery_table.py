@@ -12,15 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
 
 import recovery_table  # noqa: E402
 
-DATA, MODELS = os.environ.get("AIMC_LSH_DATA"), os.environ.get("AIMC_LSH_MODELS")
+from tests.shared_files import DATA, MODELS, needs_data_and_models  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (DATA and MODELS),
-    reason="AIMC_LSH_DATA and AIMC_LSH_MODELS must both be set (CI points them at shared/data/"
-    "cifar10-exact-subset and shared/models)",
-)
+@needs_data_and_models
 def test_rows_table_skip_and_reevaluation(tmp_path):
     torch.set_num_threads(1)
     weights = os.path.join(MODELS, "akamaster_resnet20-12fca82f.th")
