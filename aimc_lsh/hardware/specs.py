@@ -9,7 +9,9 @@ Units (read these before choosing numbers):
   A comparator deciding the sign of projection column ``j`` sees ``z_j = p_j . x / (||p_j|| ||x||)``,
   the pre-activation of the L2-normalised input patch divided by its largest possible magnitude
   (Cauchy-Schwarz), so ``z_j`` lies in [-1, 1]; ``offset_std = 0.02`` is an offset of 2 % of that
-  full scale.
+  full scale. ``full_scale_mv`` optionally gives that full scale as a voltage at the comparator's input,
+  so that figures can be given in millivolts (:meth:`SenseAmp.replace_mv`): with ``full_scale_mv = 340``
+  a 3.4 mV offset is ``offset_std = 0.01``.
 * **ADC** figures are in aihwkit's normalised output units: one unit is the current of one device at
   ``g_max`` driven by a full-scale input (aihwkit's ``out_bound`` and ``out_noise`` use the same units).
   A tile of ``r`` rows holding +-1 codes driven by +-1 inputs reads out an integer in [-r, r].
@@ -92,7 +94,17 @@ class SenseAmp(_Record):
     """Half-width of the metastability band: where ``|z + offset + noise - threshold|`` is below it the
     latch resolves to a random sign (probability 1/2 each). 0 disables it."""
 
+    full_scale_mv: float | None = None
+    """The comparator input voltage of full scale (``|z| = 1``), in mV: the column swing of the largest
+    possible signal. Only used to convert figures given in millivolts (:meth:`replace_mv`); None: unknown
+    (figures can then only be given as fractions of full scale)."""
+
+    _MV_FIGURES = ("offset_std", "noise_std", "threshold", "metastability")
+
     def __post_init__(self) -> None:
+        if self.full_scale_mv is not None:
+            if check_non_negative("SenseAmp", "full_scale_mv", self.full_scale_mv) == 0:
+                raise ValueError("SenseAmp.full_scale_mv must be > 0 (mV) or None, got 0")
         check_non_negative("SenseAmp", "offset_std", self.offset_std)
         check_non_negative("SenseAmp", "noise_std", self.noise_std)
         check_non_negative("SenseAmp", "metastability", self.metastability)
@@ -102,6 +114,32 @@ class SenseAmp(_Record):
             raise ValueError(
                 f"SenseAmp.threshold must lie in [-1, 1] (full-scale units), got {self.threshold!r}"
             )
+
+    def replace_mv(self, **figures_mv: float) -> SenseAmp:
+        """Return a copy with figures given in millivolts at the comparator's input.
+
+        Example: ``pcm.sense_amp.replace_mv(offset_std=2.0)`` is a comparator with a 2 mV offset
+        standard deviation (0.0059 of PCM's assumed 340 mV full scale).
+
+        Args:
+            **figures_mv: ``offset_std``, ``noise_std``, ``threshold`` and/or ``metastability`` in mV.
+
+        Raises:
+            ValueError: For another keyword, or when :attr:`full_scale_mv` is not set.
+
+        """
+        unknown = sorted(set(figures_mv) - set(self._MV_FIGURES))
+        if unknown:
+            raise ValueError(
+                f"SenseAmp.replace_mv takes {', '.join(self._MV_FIGURES)} (in mV), got {', '.join(unknown)}"
+            )
+        if self.full_scale_mv is None:
+            raise ValueError(
+                "SenseAmp.full_scale_mv is not set, so figures in mV cannot be converted: set "
+                "sense_amp.full_scale_mv (the comparator's full-scale swing in mV) in the device profile, or "
+                "give the figures as fractions of full scale"
+            )
+        return self.replace(**{name: value / self.full_scale_mv for name, value in figures_mv.items()})
 
     @property
     def ideal(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ __all__ = [
     "check_times",
     "add_time_argument",
     "checkpoint_note",
+    "sense_amp_from_args",
+    "sense_amp_note",
     "single_time",
 ]
 
@@ -82,6 +85,9 @@ class Prepared:
     """The ``--checkpoint`` option (resolved by :meth:`checkpoint` once everything else is validated)."""
     kernel: str = "random_projection"
     """The ``--kernel`` option: default checkpoints (``auto``, ``default``) are looked up for this kernel."""
+    sense_amp: Any = None
+    """The :class:`~aimc_lsh.hardware.SenseAmp` the ``--sa-*`` options give (the device's with those
+    figures replaced); None: no such option, the device's own comparators."""
 
     def checkpoint(self, hash_length: int) -> str | None:
         """The checkpoint of the hashed model with k = ``hash_length`` (None: not fine-tuned).
@@ -125,6 +131,78 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
         help="Kernel of the un-fine-tuned hashed model (with a checkpoint, the checkpoint's). "
         "Default: %(default)s",
     )
+    _add_sense_amp_arguments(parser)
+
+
+def _add_sense_amp_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "sense amplifiers (hashed placements; default: the device profile's figures)"
+    )
+    offset = group.add_mutually_exclusive_group()
+    offset.add_argument(
+        "--sa-offset-mv",
+        type=float,
+        metavar="MV",
+        help="Static input-referred offset std of each comparator, in mV (converted with the device's "
+        "sense_amp.full_scale_mv, or --sa-full-scale-mv).",
+    )
+    offset.add_argument(
+        "--sa-offset", type=float, metavar="FRACTION", help="The same as a fraction of full scale."
+    )
+    noise = group.add_mutually_exclusive_group()
+    noise.add_argument(
+        "--sa-noise-mv", type=float, metavar="MV", help="Dynamic (per-decision) noise std, in mV."
+    )
+    noise.add_argument(
+        "--sa-noise", type=float, metavar="FRACTION", help="The same as a fraction of full scale."
+    )
+    group.add_argument(
+        "--sa-full-scale-mv",
+        type=float,
+        metavar="MV",
+        help="Comparator full-scale swing in mV (the largest possible column signal), replacing the "
+        "device's; it sets what a figure in mV means.",
+    )
+
+
+def sense_amp_from_args(args: argparse.Namespace, device: Any) -> Any:
+    """The comparators the ``--sa-*`` options describe (the device's, figures replaced); None without any.
+
+    Raises:
+        UsageError: For a negative or non-finite figure, or a non-positive full scale.
+        ValueError: For a figure in mV when neither the device nor ``--sa-full-scale-mv`` gives the
+            full-scale swing.
+
+    """
+    options = {
+        "--sa-offset": ("offset_std", False),
+        "--sa-offset-mv": ("offset_std", True),
+        "--sa-noise": ("noise_std", False),
+        "--sa-noise-mv": ("noise_std", True),
+        "--sa-full-scale-mv": ("full_scale_mv", False),
+    }
+    given = {
+        flag: value
+        for flag in options
+        if (value := getattr(args, flag[2:].replace("-", "_"), None)) is not None
+    }
+    if not given:
+        return None
+    for flag, value in given.items():
+        positive = flag == "--sa-full-scale-mv"
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            allowed = "a number > 0" if positive else "a number >= 0"
+            raise UsageError(f"{flag} must be {allowed}, got {value:g}")
+    plain = {options[f][0]: v for f, v in given.items() if not options[f][1]}
+    in_mv = {options[f][0]: v for f, v in given.items() if options[f][1]}
+    sense_amp = device.sense_amp.replace(**plain)
+    if in_mv and sense_amp.full_scale_mv is None:
+        raise UsageError(
+            f"device {device.name} gives no sense_amp.full_scale_mv, so figures in mV cannot be converted; "
+            "add --sa-full-scale-mv (the comparator's full-scale swing in mV) or give --sa-offset/--sa-noise "
+            "as fractions of full scale"
+        )
+    return sense_amp.replace_mv(**in_mv) if in_mv else sense_amp
 
 
 def add_time_argument(parser: argparse.ArgumentParser, default: str = "1s") -> None:
@@ -176,7 +254,15 @@ def prepare(args: argparse.Namespace) -> Prepared:
             f"checkpoint {args.checkpoint} not found; pass a file written by studies/finetune.py, "
             "or 'auto', 'default' or 'none'"
         )
-    return Prepared(source=source, device=device, seeds=seeds, choice=args.checkpoint, kernel=args.kernel)
+    sense_amp = sense_amp_from_args(args, device)
+    return Prepared(
+        source=source,
+        device=device,
+        seeds=seeds,
+        choice=args.checkpoint,
+        kernel=args.kernel,
+        sense_amp=sense_amp,
+    )
 
 
 def check_times(device: Any, text: str) -> list[float]:
@@ -196,10 +282,15 @@ def check_times(device: Any, text: str) -> list[float]:
 
 
 def base_config(args: argparse.Namespace, prepared: Prepared, **changes: Any) -> Any:
-    """The study's HardwareConfig: device from ``--device``, kernel from ``--kernel``/``--hash-length``."""
+    """The study's HardwareConfig: device from ``--device``, kernel from ``--kernel``/``--hash-length``.
+
+    The ``--sa-*`` comparators apply to the hashed placements (the conventional baseline has none).
+    """
     from aimc_lsh.hardware import HardwareConfig
 
     changes.setdefault("drift_reference", args.drift_reference)
+    if prepared.sense_amp is not None and changes.get("placement") != "conventional":
+        changes.setdefault("sense_amp", prepared.sense_amp)
     return HardwareConfig(device=prepared.device, kernel=args.kernel, hash_length=args.hash_length, **changes)
 
 
@@ -210,6 +301,21 @@ def checkpoint_note(checkpoint: str | None) -> str:
     if checkpoint_kind(checkpoint) == "weights":
         return f"; network {Path(checkpoint).name}, hashed model NOT fine-tuned"
     return ""
+
+
+def sense_amp_note(sense_amp: Any) -> str:
+    """Plot-title note on comparators set by the ``--sa-*`` options (empty when none was given)."""
+    if sense_amp is None:
+        return ""
+    figures = {"offset": sense_amp.offset_std, "noise": sense_amp.noise_std}
+    if sense_amp.full_scale_mv is None:
+        text = ", ".join(f"{name} {value:.3g} FS" for name, value in figures.items())
+    else:
+        text = ", ".join(
+            f"{name} {value * sense_amp.full_scale_mv:.3g} mV" for name, value in figures.items()
+        )
+        text += f" of {sense_amp.full_scale_mv:g} mV FS"
+    return f"; sense amps {text}"
 
 
 def _carried_checkpoint(variant: Variant) -> str | None:

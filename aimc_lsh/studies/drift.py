@@ -24,6 +24,7 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
+    sense_amp_note,
 )
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
@@ -101,7 +102,9 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset} test set, device {prepared.device.name}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds" + checkpoint_note(checkpoint)
+        f"mean +- std over {len(prepared.seeds)} programming seeds"
+        + checkpoint_note(checkpoint)
+        + sense_amp_note(prepared.sense_amp)
     )
     return Sweep(
         name=f"drift_{prepared.device.name}_{source.dataset}",

@@ -38,7 +38,7 @@ from aimc_lsh.studies.common import (
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
 
-__all__ = ["Knob", "KNOBS", "build_parser", "build_sweep", "plot_noise", "main"]
+__all__ = ["Knob", "KNOBS", "DEFAULT_KNOBS", "build_parser", "build_sweep", "plot_noise", "main"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class Knob:
     """One non-ideality the noise study turns."""
 
     where: str
-    """``noise_params`` (an aihwkit noise-model argument), ``device`` (a DeviceProfile field) or
-    ``sense_amp`` (a SenseAmp field)."""
+    """``noise_params`` (an aihwkit noise-model argument), ``device`` (a DeviceProfile field),
+    ``sense_amp`` (a SenseAmp field) or ``sense_amp_mv`` (a SenseAmp field given in mV, converted with the
+    comparators' ``full_scale_mv``)."""
     field: str
     """Name of the parameter or field."""
     values: tuple[float, ...]
@@ -72,8 +73,23 @@ KNOBS: dict[str, Knob] = {
     "sa_noise": Knob(
         "sense_amp", "noise_std", (0.0, 0.002, 0.02, 0.1), "sense-amp dynamic noise std (full scale = 1)"
     ),
+    "sa_offset_mv": Knob(
+        "sense_amp_mv", "offset_std", (0.0, 1.0, 2.0, 3.4, 5.0, 10.0), "sense-amp static offset std in mV"
+    ),
+    "sa_noise_mv": Knob(
+        "sense_amp_mv", "noise_std", (0.0, 0.68, 2.0, 5.0), "sense-amp dynamic noise std in mV"
+    ),
 }
 """Knob name -> what it changes and its default values."""
+
+DEFAULT_KNOBS: tuple[str, ...] = (
+    "prog_noise_scale",
+    "read_noise_scale",
+    "read_noise_std",
+    "sa_offset",
+    "sa_noise",
+)
+"""The knobs swept without ``--knobs`` (the mV knobs repeat ``sa_offset`` / ``sa_noise`` in other units)."""
 
 
 def build_parser() -> StudyParser:
@@ -92,8 +108,8 @@ def build_parser() -> StudyParser:
     study = parser.add_argument_group("noise study")
     study.add_argument(
         "--knobs",
-        default=",".join(KNOBS),
-        help=f"Comma-separated knobs to sweep ({knob_help}). Default: all",
+        default=",".join(DEFAULT_KNOBS),
+        help=f"Comma-separated knobs to sweep ({knob_help}). Default: %(default)s",
     )
     study.add_argument(
         "--values",
@@ -137,6 +153,15 @@ def _variant_config(args: argparse.Namespace, prepared: Any, placement: str, kno
         return config.replace(device=device)
     if knob.where == "device":
         return config.replace(device=device.replace(**{knob.field: value}))
+    if knob.where == "sense_amp_mv":
+        comparators = config.effective_sense_amp
+        if comparators.full_scale_mv is None:
+            raise UsageError(
+                f"knob {knob.field} in mV needs the comparators' full scale in mV: device "
+                f"{device.name!r} gives no sense_amp.full_scale_mv; add --sa-full-scale-mv or use the "
+                "knob in full-scale units"
+            )
+        return config.replace(sense_amp=comparators.replace_mv(**{knob.field: value}))
     sense_amp = config.effective_sense_amp.replace(**{knob.field: value})
     return config.replace(sense_amp=sense_amp)
 
@@ -154,7 +179,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         (name, placement, value, _variant_config(args, prepared, placement, KNOBS[name], value))
         for name in knobs
         for placement in placements
-        if not (placement == "conventional" and KNOBS[name].where == "sense_amp")  # no comparators there
+        if not (placement == "conventional" and KNOBS[name].where.startswith("sense_amp"))  # no comparators
         for value in values[name]
     ]
     if not configs:

@@ -26,11 +26,30 @@ def test_defaults_are_ideal_and_round_trip():
         (lambda: TileSpec(rows=0), "rows"),
         (lambda: TileSpec(cols=-3), "cols"),
         (lambda: SenseAmp.from_dict({"offset": 0.1}), "no field"),
+        (lambda: SenseAmp(full_scale_mv=0.0), "full_scale_mv must be > 0"),
+        (lambda: SenseAmp(full_scale_mv=-340.0), "full_scale_mv"),
+        (lambda: SenseAmp(full_scale_mv=float("inf")), "full_scale_mv"),
+        (lambda: SenseAmp().replace_mv(offset_std=2.0), "full_scale_mv is not set"),
+        (lambda: SenseAmp(full_scale_mv=340.0).replace_mv(gain=2.0), "takes offset_std"),
     ],
 )
 def test_invalid_records_raise_clear_errors(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+def test_figures_in_millivolts_are_fractions_of_the_full_scale_swing():
+    sense_amp = SenseAmp(offset_std=0.01, noise_std=0.002, full_scale_mv=340.0)
+    two_mv = sense_amp.replace_mv(offset_std=2.0)
+    assert two_mv.offset_std == pytest.approx(2.0 / 340.0) and two_mv.noise_std == 0.002
+    assert two_mv.full_scale_mv == 340.0 and SenseAmp.from_dict(two_mv.to_dict()) == two_mv
+    both = sense_amp.replace_mv(offset_std=3.4, noise_std=0.68, metastability=0.34, threshold=-1.7)
+    assert both.to_dict() == pytest.approx(
+        {"offset_std": 0.01, "noise_std": 0.002, "threshold": -0.005, "metastability": 0.001,
+         "full_scale_mv": 340.0}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="threshold"):  # 400 mV is beyond a 340 mV full scale
+        sense_amp.replace_mv(threshold=400.0)
 
 
 def test_equal_splits_follow_aihwkit_rule():

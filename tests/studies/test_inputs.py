@@ -20,6 +20,11 @@ CASES = [
     (["--device", "reram_wan2022"], "only has data at t_inference"),
     (["--workers", "0"], "argument --workers: must be a positive integer"),
     (["--hash-length", "0"], "--hash-length must be a positive integer"),
+    (["--sa-offset-mv", "-1"], "--sa-offset-mv must be a number >= 0, got -1"),
+    (["--sa-noise", "nan"], "--sa-noise must be a number >= 0"),
+    (["--sa-full-scale-mv", "0"], "--sa-full-scale-mv must be a number > 0"),
+    (["--sa-offset", "0.1", "--sa-offset-mv", "2"], "not allowed with argument"),
+    (["--device", "ideal", "--sa-offset-mv", "2"], "device ideal gives no sense_amp.full_scale_mv"),
 ]
 
 
@@ -61,6 +66,12 @@ def test_missing_cifar_data_says_how_to_provide_it(tmp_path, capsys, monkeypatch
         (noise, ["--values", "sa_offset=0,x"], "is not a number"),
         (noise, ["--values", "volume=1"], "expected KNOB=V1,V2"),
         (noise, ["--device", "ideal", "--knobs", "prog_noise_scale"], "needs a device with an aihwkit noise"),
+        (
+            noise,
+            ["--device", "ideal", "--knobs", "sa_offset_mv"],
+            "device 'ideal' gives no sense_amp.full_scale_mv",
+        ),
+        (noise, ["--knobs", "sa_noise_mv", "--placements", "conventional"], "nothing to sweep"),
         (noise, ["--time", "1s,1h"], "--time takes one time"),
         (ksweep, ["--hash-lengths", "64,0"], "hash length 0 is below the minimum 1"),
         (ksweep, ["--checkpoint", "some.pt"], "checkpoint some.pt not found"),

@@ -10,12 +10,14 @@ COMMON = ["--dataset", "digits", "--seeds", "0,1", "--no-progress", "--workers",
 
 
 def test_noise_sweep_sets_each_knob_in_the_config_columns(tmp_path):
-    args = ["--knobs", "sa_offset,prog_noise_scale", "--values", "sa_offset=0,0.2", "--values",
-            "prog_noise_scale=0,3"]  # fmt: skip
+    args = ["--knobs", "sa_offset,sa_offset_mv,prog_noise_scale", "--values", "sa_offset=0,0.2", "--values",
+            "prog_noise_scale=0,3", "--values", "sa_offset_mv=0,68"]  # fmt: skip
     assert noise.main([*COMMON, *args, "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "noise_pcm_digits.csv")
-    # sa_offset: hashed only (2 values x 2 seeds); prog_noise_scale: hashed + conventional (2 x 2 x 2)
-    assert len(frame) == 4 + 8
+    # sa_offset(_mv): hashed only (2 values x 2 seeds); prog_noise_scale: hashed + conventional (2 x 2 x 2)
+    assert len(frame) == 4 + 4 + 8
+    in_mv = frame[frame["knob"] == "sa_offset_mv"].sort_values(["knob_value", "program_seed"])
+    assert list(in_mv["sense_amp.offset_std"]) == [0, 0, 0.2, 0.2]  # 68 mV of PCM's 340 mV full scale
     sa = frame[frame["knob"] == "sa_offset"]
     assert set(sa["placement"]) == {"codes_on_array"}
     assert (sa["sense_amp.offset_std"] == sa["knob_value"]).all()
@@ -25,6 +27,8 @@ def test_noise_sweep_sets_each_knob_in_the_config_columns(tmp_path):
     # a large sense-amp offset destroys the hashed codes: accuracy must fall
     means = sa.groupby("knob_value")["accuracy"].mean()
     assert means[0.2] < means[0.0] - 0.1
+    same_physics = sa.sort_values(["knob_value", "program_seed"])["accuracy"]
+    assert list(in_mv["accuracy"]) == list(same_physics)
     assert (tmp_path / "noise_pcm_digits.png").exists()
 
 
