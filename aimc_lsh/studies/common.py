@@ -169,9 +169,8 @@ def sense_amp_from_args(args: argparse.Namespace, device: Any) -> Any:
     """The comparators the ``--sa-*`` options describe (the device's, figures replaced); None without any.
 
     Raises:
-        UsageError: For a negative or non-finite figure, or a non-positive full scale.
-        ValueError: For a figure in mV when neither the device nor ``--sa-full-scale-mv`` gives the
-            full-scale swing.
+        UsageError: For a negative or non-finite figure, a non-positive full scale, or a figure in mV
+            when neither the device nor ``--sa-full-scale-mv`` gives the full-scale swing.
 
     """
     options = {
