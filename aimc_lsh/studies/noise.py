@@ -223,7 +223,7 @@ def plot_noise(frame: pd.DataFrame, path: str | Path, *, title: str | None = Non
         group_by="placement",
         panel_by="knob",
         path=path,
-        xlabel="knob value",
+        xlabel="knob value (the _mv knobs in mV)",
         ylabel="top-1 accuracy (%)",
         title=title,
     )
