@@ -2,7 +2,7 @@
 
 Examples (2-core CPU, one thread)::
 
-    # hashed ResNet-20, k = 256 everywhere, default recipe (gradual hashing + distillation, `blend_kd`), 30 min
+    # hashed ResNet-20, k = 256, default recipe (blend_kd: gradual hashing + distillation), 30 min
     python studies/finetune.py --k 256 --time-budget 30 --checkpoint runs/rp256.pt --log-csv runs/rp256.csv
 
     # learned projections, per-layer k = out-channels (maximises the bitbybit energy term)
