@@ -81,6 +81,8 @@ class TrainResult:
     """Rows of the CSV log."""
     stopped_early: bool = False
     """True if ``stop_after`` interrupted the run before the schedule ended."""
+    steps_per_epoch: int = 0
+    """Optimiser steps in one epoch of the training set (images // batch size, per process under DDP)."""
 
 
 def _write_log(path: Path | None, rows: list[dict[str, Any]]) -> None:
@@ -425,4 +427,5 @@ def fine_tune(
         calibration=calibration,
         history=history,
         stopped_early=stopped_early,
+        steps_per_epoch=spe,
     )

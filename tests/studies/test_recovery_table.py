@@ -35,7 +35,8 @@ def test_rows_table_skip_and_reevaluation(tmp_path):
     recovery_table.main([*common, "--rows", "rp-k64", "conv-fp32"])
     hashed = json.loads((tmp_path / "rp-k64.json").read_text())
     fp32 = json.loads((tmp_path / "conv-fp32.json").read_text())
-    assert hashed["steps"] == 1 and hashed["k"] == "64" and 0.0 <= hashed["final_accuracy"] <= 1.0
+    assert hashed["steps"] == 1 and hashed["steps_per_epoch"] == 5085 // 64
+    assert hashed["k"] == "64" and 0.0 <= hashed["final_accuracy"] <= 1.0
     assert "pcm_1day_codes_on_array" not in hashed  # only the k = 256 and conventional rows go on PCM
     assert fp32["final_accuracy"] == pytest.approx(0.9164, abs=1e-3) and fp32["steps"] == 0
     assert fp32["pcm_drift_reference"] == "random_sign"
@@ -59,3 +60,11 @@ def test_rows_table_skip_and_reevaluation(tmp_path):
 
     with pytest.raises(SystemExit):
         recovery_table.main([*common, "--rows", "rp-k512"])
+
+
+def test_epochs_column_uses_each_rows_epoch_length():
+    """A row trained on another set (e.g. the 50,000-image JPEG set) counts its own epochs."""
+    row = {"row": "lp-k256", "kernel": "learned_projection", "k": "256", "steps": 1562, "elapsed_s": 60.0}
+    _, csv = recovery_table.table([{**row, "steps_per_epoch": 50_000 // 64}, row])
+    epochs = [line.split(",")[recovery_table.COLUMNS.index("epochs")] for line in csv.splitlines()[1:]]
+    assert epochs == ["2.0", "19.8"]  # 1562 / 781; a record without the field: the exact subset, 1562 / 79
