@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from aimc_lsh.data import load_dataset
+    from aimc_lsh.data import load_dataset, training_crop_padding
     from aimc_lsh.eval import bitbybit_score
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
     val_set = load_dataset(dataset, root=args.data_root, train=False)
     config = train_config_from_args(args)
-    if dataset == "digits" and config.augment:
-        config = config.replace(crop_padding=1)
+    if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
+        config = config.replace(crop_padding=training_crop_padding(dataset))
     noise = None
     if args.weight_clip is not None and not args.device_profile:
         build_parser().error("--weight-clip is part of hardware-aware training: give --device-profile too "

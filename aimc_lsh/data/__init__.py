@@ -9,12 +9,15 @@ Public API:
     download_file(url, dest, sha256, ...), safe_extract_tar(archive, dest), verify_checksum, Checksum,
     ChecksumError, CifarFormatError
     random_crop, random_hflip, RandomCropFlip
+    calibration_images(dataset, count=...), training_crop_padding(dataset): training images for
+    input-only calibration (e.g. BatchNorm re-estimation on programmed hardware)
     load_digits_tensors(train)
 The data root is an argument (``--data-root``) or ``$AIMC_LSH_DATA``; downloads go to
 ``$AIMC_LSH_CACHE/data`` or ``~/.cache/aimc_lsh/data`` when no root is given.
 """
 
 from aimc_lsh.data.augment import RandomCropFlip, random_crop, random_hflip
+from aimc_lsh.data.calibration import TRAINING_CROP_PADDING, calibration_images, training_crop_padding
 from aimc_lsh.data.cifar import (
     CACHE_ENV,
     CIFAR_ARCHIVES,
@@ -47,6 +50,8 @@ __all__ = [
     "CifarFormatError",
     "ImageTensorDataset",
     "RandomCropFlip",
+    "TRAINING_CROP_PADDING",
+    "calibration_images",
     "cifar_dataset",
     "default_cache_dir",
     "digits_dataset",
@@ -62,5 +67,6 @@ __all__ = [
     "read_cifar_batch",
     "read_cifar_pickle",
     "safe_extract_tar",
+    "training_crop_padding",
     "verify_checksum",
 ]

@@ -25,6 +25,7 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
+    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -94,11 +95,15 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         for b in bits:
             adc = config.effective_adc.replace(bits=b)
             variants.append(Variant(config.replace(adc=adc), checkpoint=checkpoint))
-    points, context = make_points(prepared.source, variants, prepared.seeds, times)
+    points, context = make_points(
+        prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
+    )
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds" + checkpoint_note(checkpoint)
+        f"mean +- std over {len(prepared.seeds)} programming seeds"
+        + checkpoint_note(checkpoint)
+        + recalibration_note(prepared)
     )
     return Sweep(
         name=f"adc_{prepared.device.name}_{source.dataset}",

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from aimc_lsh.studies.cli import UsageError, format_duration, parse_durations, parse_int_list
 from aimc_lsh.studies.grid import Params
 from aimc_lsh.studies.workload import (
@@ -28,9 +30,11 @@ from aimc_lsh.studies.workload import (
     Source,
     accuracy_row,
     analog_model,
+    bn_calibration_images,
     checkpoint_hash_fields,
     checkpoint_kind,
     config_columns,
+    pretrained_model,
     resolve_checkpoint,
     resolve_source,
     resolved_config,
@@ -52,6 +56,7 @@ __all__ = [
     "checkpoint_note",
     "sense_amp_from_args",
     "sense_amp_note",
+    "recalibration_note",
     "single_time",
 ]
 
@@ -88,6 +93,9 @@ class Prepared:
     sense_amp: Any = None
     """The :class:`~aimc_lsh.hardware.SenseAmp` the ``--sa-*`` options give (the device's with those
     figures replaced); None: no such option, the device's own comparators."""
+    recalibrate_bn: int = 0
+    """``--recalibrate-bn``: training images that re-estimate BatchNorm statistics on the hardware at
+    every evaluation time (0: off)."""
 
     def checkpoint(self, hash_length: int) -> str | None:
         """The checkpoint of the hashed model with k = ``hash_length`` (None: not fine-tuned).
@@ -132,6 +140,17 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: s
         "Default: %(default)s",
     )
     _add_sense_amp_arguments(parser)
+    calibration = parser.add_argument_group("after programming")
+    calibration.add_argument(
+        "--recalibrate-bn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="At every evaluation time, re-estimate the BatchNorm statistics of the programmed, drifted "
+        "model on N training images run through the simulated hardware (AdaBS, Joshi et al., Nat. Commun. "
+        "2020; crop+flip augmented as in training; never test images), e.g. 1024. It costs about one "
+        "evaluation of N images per time. 0: off. Default: %(default)s",
+    )
 
 
 def _add_sense_amp_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +258,9 @@ def prepare(args: argparse.Namespace) -> Prepared:
     seeds = parse_int_list(args.seeds, "seed", minimum=0)
     if args.hash_length < 1:
         raise UsageError(f"--hash-length must be a positive integer, got {args.hash_length}")
+    recalibrate = getattr(args, "recalibrate_bn", 0)
+    if recalibrate < 0:
+        raise UsageError(f"--recalibrate-bn must be a number of training images >= 0, got {recalibrate}")
     if args.kernel not in kernel_names():
         raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
     source = resolve_source(
@@ -254,6 +276,17 @@ def prepare(args: argparse.Namespace) -> Prepared:
             "or 'auto', 'default' or 'none'"
         )
     sense_amp = sense_amp_from_args(args, device)
+    if recalibrate:
+        try:  # loads the training split once here, so a bad count fails before any compute
+            bn_calibration_images(source.context(), recalibrate)
+        except ValueError as err:
+            raise UsageError(f"--recalibrate-bn: {err}") from None
+        backbone = pretrained_model(source.context())
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
+            raise UsageError(
+                f"--recalibrate-bn: the {source.backbone} model has no BatchNorm layers to re-estimate; "
+                "use it with a model that has them (e.g. --dataset cifar10)"
+            )
     return Prepared(
         source=source,
         device=device,
@@ -261,6 +294,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         choice=args.checkpoint,
         kernel=args.kernel,
         sense_amp=sense_amp,
+        recalibrate_bn=recalibrate,
     )
 
 
@@ -317,6 +351,13 @@ def sense_amp_note(sense_amp: Any) -> str:
     return f"; sense amps {text}"
 
 
+def recalibration_note(prepared: Prepared) -> str:
+    """Plot-title note on ``--recalibrate-bn`` (empty when off)."""
+    if not prepared.recalibrate_bn:
+        return ""
+    return f"; BatchNorm re-estimated on the hardware ({prepared.recalibrate_bn} training images)"
+
+
 def _carried_checkpoint(variant: Variant) -> str | None:
     """The checkpoint the variant's model is built from: a ``hashed`` one only on hashed placements."""
     if variant.checkpoint is None:
@@ -355,12 +396,18 @@ def times_column(times: Sequence[float]) -> str:
 
 
 def make_points(
-    source: Source, variants: Sequence[Variant], seeds: Sequence[int], times: Sequence[float]
+    source: Source,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    times: Sequence[float],
+    *,
+    recalibrate_bn: int = 0,
 ) -> tuple[list[Params], dict[str, Any]]:
     """Points (variant-major, then seed) and the sweep context for :func:`hardware_point`.
 
     Each point's parameters are the data/model identity, ``variant_id``, the variant's labels, every
-    hardware config field, the time list and the seed.
+    hardware config field, the time list, ``bn_recalibration_images`` (``recalibrate_bn``: training
+    images that re-estimate BatchNorm statistics at every time, 0 for none) and the seed.
     """
     points: list[Params] = []
     entries: dict[str, dict[str, Any]] = {}
@@ -375,6 +422,7 @@ def make_points(
                     "variant_id": ident,
                     **params,
                     "times": times_column(times),
+                    "bn_recalibration_images": int(recalibrate_bn),
                     "program_seed": int(seed),
                 }
             )
@@ -384,17 +432,25 @@ def make_points(
 def hardware_point(params: Params, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Build the point's variant, program it with the point's seed, then drift and evaluate at each time.
 
+    With ``bn_recalibration_images`` > 0 the BatchNorm statistics are re-estimated through the drifted
+    hardware on that many training images before each evaluation
+    (:func:`aimc_lsh.train.recalibrate_bn`, images from :func:`bn_calibration_images`).
+
     Returns:
         One row per time: ``t_seconds``, ``t_label``, ``accuracy``, ``n_correct``, ``n_images``.
 
     """
     from aimc_lsh.hardware import drift, program
+    from aimc_lsh.train import recalibrate_bn
 
     entry = context["variants"][params["variant_id"]]
     model = analog_model(context, entry["config"], entry["checkpoint"])
     program(model, seed=params["program_seed"])
+    recalibration = int(params.get("bn_recalibration_images", 0))
     rows = []
     for t in (float(x) for x in str(params["times"]).split(",")):
         drift(model, t)
+        if recalibration:
+            recalibrate_bn(model, bn_calibration_images(context, recalibration))
         rows.append({"t_seconds": t, "t_label": format_duration(t), **accuracy_row(model, context)})
     return rows

@@ -24,6 +24,7 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
+    recalibration_note,
     sense_amp_note,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -98,13 +99,16 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         for p in placements
         for c in COMPENSATION[args.compensation]
     ]
-    points, context = make_points(prepared.source, variants, prepared.seeds, times)
+    points, context = make_points(
+        prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
+    )
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset} test set, device {prepared.device.name}; "
         f"mean +- std over {len(prepared.seeds)} programming seeds"
         + checkpoint_note(checkpoint)
         + sense_amp_note(prepared.sense_amp)
+        + recalibration_note(prepared)
     )
     return Sweep(
         name=f"drift_{prepared.device.name}_{source.dataset}",

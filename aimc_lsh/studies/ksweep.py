@@ -27,6 +27,7 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
+    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -99,7 +100,9 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             variants.append(Variant(config, checkpoint=checkpoints[k]))
     if not args.no_baseline:
         variants.append(Variant(base_config(args, prepared, placement="conventional"), checkpoint=network))
-    points, context = make_points(prepared.source, variants, prepared.seeds, times)
+    points, context = make_points(
+        prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
+    )
     source = prepared.source
     missing = [k for k, path in checkpoints.items() if path is None or path == network]
     title = (
@@ -107,6 +110,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         f"mean +- std over {len(prepared.seeds)} programming seeds"
         + (f"; network {Path(network).name}" if network else "")
         + (f"; NOT fine-tuned at k = {', '.join(map(str, missing))}" if missing else "")
+        + recalibration_note(prepared)
     )
     return Sweep(
         name=f"k_{prepared.device.name}_{source.dataset}",

@@ -33,6 +33,7 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
+    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -189,11 +190,15 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         Variant(config, checkpoint=checkpoint, labels={"knob": name, "knob_value": float(value)})
         for name, placement, value, config in configs
     ]
-    points, context = make_points(prepared.source, variants, prepared.seeds, times)
+    points, context = make_points(
+        prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
+    )
     source = prepared.source
     title = (
         f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds" + checkpoint_note(checkpoint)
+        f"mean +- std over {len(prepared.seeds)} programming seeds"
+        + checkpoint_note(checkpoint)
+        + recalibration_note(prepared)
     )
     return Sweep(
         name=f"noise_{prepared.device.name}_{source.dataset}",

@@ -50,6 +50,7 @@ __all__ = [
     "resolved_config",
     "eval_batches",
     "calibration_batches",
+    "bn_calibration_images",
     "pretrained_model",
     "analog_model",
     "checkpoint_kind",
@@ -364,6 +365,23 @@ def _train_batches(
         augment=False,
     )
     return tuple((images, labels) for images, labels in loader)
+
+
+def bn_calibration_images(context: dict[str, Any], count: int) -> torch.Tensor:
+    """The first ``count`` training images, crop+flip augmented as in training (seed 0; cached per process).
+
+    Raises:
+        ValueError: If ``count`` is outside [1, training images].
+
+    """
+    return _bn_images(context["dataset"], context["data_root"], int(count))
+
+
+@functools.lru_cache(maxsize=2)
+def _bn_images(dataset: str, data_root: str | None, count: int) -> torch.Tensor:
+    from aimc_lsh.data import calibration_images
+
+    return calibration_images(dataset, count=count, root=data_root)
 
 
 def calibration_batches(context: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

@@ -25,6 +25,9 @@ CASES = [
     (["--sa-full-scale-mv", "0"], "--sa-full-scale-mv must be a number > 0"),
     (["--sa-offset", "0.1", "--sa-offset-mv", "2"], "not allowed with argument"),
     (["--device", "ideal", "--sa-offset-mv", "2"], "device ideal gives no sense_amp.full_scale_mv"),
+    (["--recalibrate-bn", "-1"], "--recalibrate-bn must be a number of training images >= 0, got -1"),
+    (["--recalibrate-bn", "100000"], "training split has"),
+    (["--recalibrate-bn", "64"], "the digits_cnn model has no BatchNorm layers to re-estimate"),
 ]
 
 
