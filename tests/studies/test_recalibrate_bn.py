@@ -23,13 +23,11 @@ def test_title_note_names_the_image_count():
 
 
 @needs_data_and_models
-def test_calibration_uses_augmented_training_images():
-    context = {"dataset": "cifar10", "data_root": DATA}
-    images = bn_calibration_images(context, 64)
-    assert torch.equal(images, calibration_images("cifar10", count=64, root=DATA))
-    first_test = load_dataset("cifar10", root=DATA, train=False, limit=64).tensors()[0]
-    plain = calibration_images("cifar10", count=64, root=DATA, augment=False)
-    assert not torch.equal(plain, first_test)
+def test_study_calibration_images_are_the_first_training_images_augmented():
+    images = bn_calibration_images({"dataset": "cifar10", "data_root": DATA}, 64)
+    assert torch.equal(images, calibration_images("cifar10", count=64, root=DATA, augment=True, seed=0))
+    stored = load_dataset("cifar10", root=DATA, train=True, limit=64).tensors()[0]
+    assert images.shape == stored.shape and not torch.equal(images, stored)  # cropped and flipped
 
 
 @pytest.mark.slow
