@@ -20,6 +20,7 @@ from torch import nn
 
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
+from aimc_lsh.train.calibration import recalibrate_bn
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 
 
@@ -107,19 +108,41 @@ def hardware_accuracy(
     placement: str = "codes_on_array",
     t_inference: float = 86_400.0,
     seeds: tuple[int, ...] = (0,),
+    bn_images: torch.Tensor | None = None,
 ) -> NoisyAccuracy:
     """Accuracy of a trained checkpoint programmed on ``device`` and drifted to ``t_inference`` seconds.
 
     Uses :func:`aimc_lsh.hardware.program` / :func:`aimc_lsh.hardware.drift`; one programming per seed.
+
+    Args:
+        checkpoint: A loaded training checkpoint (:func:`aimc_lsh.train.load_checkpoint`).
+        digital: A fresh digital backbone of the checkpoint's architecture.
+        data: Test images.
+        device: Device profile name.
+        placement: Hashed placement (ignored for a checkpoint without hashed layers: ``conventional``).
+        t_inference: Seconds after programming.
+        seeds: One programming per seed.
+        bn_images: Training images: after drifting, re-estimate every BatchNorm layer's statistics on
+            them through the programmed arrays (:func:`aimc_lsh.train.recalibrate_bn`, AdaBS) before
+            evaluating. None: the stored statistics.
+
+    Raises:
+        ValueError: If ``bn_images`` is given for a model without BatchNorm layers.
+
     """
     from aimc_lsh.hardware import drift, program
 
     model = hardware_model(checkpoint, digital, device=device, placement=placement)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if bn_images is not None and not has_bn:
+        raise ValueError("bn_images given, but the model has no BatchNorm layers to re-estimate")
     loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
     accs = []
     for seed in seeds:
         program(model, seed=seed)
         drift(model, t_inference)
+        if bn_images is not None:
+            recalibrate_bn(model, bn_images)  # resets the statistics first: each seed starts afresh
         accs.append(evaluate(model, loader, progress=False).accuracy)
     return NoisyAccuracy(
         mean=statistics.fmean(accs), std=statistics.stdev(accs) if len(accs) > 1 else 0.0, repeats=len(accs)

@@ -42,6 +42,9 @@ def test_rows_table_skip_and_reevaluation(tmp_path):
     assert fp32["pcm_drift_reference"] == "random_sign"
     on_pcm = fp32["pcm_1day_conventional"]
     assert on_pcm["repeats"] == 2 and 0.5 < on_pcm["mean"] < fp32["final_accuracy"]  # measured 79-80%
+    recalibrated = fp32["pcm_1day_recalibrated"]  # BatchNorm re-estimated through the drifted arrays
+    assert fp32["pcm_recalibration"] == {"placement": "conventional", "images": 1024}
+    assert recalibrated["repeats"] == 2 and recalibrated["mean"] > on_pcm["mean"] + 0.03  # measured 87-88%
     table = (tmp_path / "recovery_table.md").read_text().splitlines()
     assert table[0].startswith("| row | kernel | k |") and len(table) == 4
     assert table[2].startswith("| rp-k64 | random_projection | 64 |")
@@ -60,6 +63,16 @@ def test_rows_table_skip_and_reevaluation(tmp_path):
 
     with pytest.raises(SystemExit):
         recovery_table.main([*common, "--rows", "rp-k512"])
+
+
+@pytest.mark.parametrize("count", ["-1", "5086"])  # the exact subset has 5,085 training images
+@needs_data_and_models
+def test_bad_bn_image_count_stops_before_training(tmp_path, count, capsys):
+    with pytest.raises(SystemExit):
+        recovery_table.main(
+            ["--data-root", DATA, "--out", str(tmp_path), "--rows", "conv-ft", "--bn-images", count]
+        )
+    assert "--bn-images" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
 def test_epochs_column_uses_each_rows_epoch_length():

@@ -45,6 +45,8 @@ def test_trained_checkpoint_runs_on_programmed_pcm_tiles(digits_teacher, digits_
         ckpt, DigitsNet(), test, device="pcm", placement="projection_on_array", seeds=(0, 1)
     )
     assert 0.0 <= acc.mean <= 1.0 and acc.repeats == 2
+    with pytest.raises(ValueError, match="no BatchNorm"):  # DigitsNet has none to re-estimate
+        hardware_accuracy(ckpt, DigitsNet(), test, device="pcm", bn_images=x)
 
 
 def test_hardware_model_takes_the_drift_reference(digits_teacher, tmp_path):
