@@ -109,6 +109,9 @@ class ComparisonSetup:
     """Seed of the recovery runs and of the approximations (projections, fingerprints, k-means)."""
     augment: bool = True
     """Crop + flip augmentation during recovery."""
+    crop_padding: int = 4
+    """Zero padding of the random crop during recovery (:func:`aimc_lsh.data.training_crop_padding` of the
+    dataset: 4 for CIFAR, 1 for the 8x8 digits, which a 4-pixel padding would erase)."""
 
 
 def _calibration_batches(setup: ComparisonSetup) -> list[torch.Tensor]:
@@ -154,13 +157,12 @@ def recover(name: str, model: nn.Module, setup: ComparisonSetup) -> dict[str, An
         "progress": False,
         "eval_every": 0,
         "augment": setup.augment,
+        "crop_padding": setup.crop_padding,
     }
     if setup.epochs is not None:
         changes.update(epochs=setup.epochs)
     else:
         changes.update(epochs=1000.0, time_budget_s=setup.budget_s)
-    if setup.train_set.images.shape[-1] < 16:  # 8x8 digits: a 4-pixel crop padding would erase them
-        changes["crop_padding"] = 1
     config = TrainConfig.for_recipe(spec.recipe, **changes)
     noise = None
     if spec.kind == "conventional":

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup(args: argparse.Namespace) -> tuple[ComparisonSetup, list[str]]:
-    from aimc_lsh.data import load_dataset
+    from aimc_lsh.data import load_dataset, training_crop_padding
     from aimc_lsh.hardware import load_device
     from aimc_lsh.studies.workload import pretrained_model, resolve_source
 
@@ -127,6 +127,7 @@ def _setup(args: argparse.Namespace) -> tuple[ComparisonSetup, list[str]]:
         seeds=seeds,
         calib_images=args.calib_images,
         seed=args.seed,
+        crop_padding=training_crop_padding(args.dataset),
     )
     return setup, rows
 

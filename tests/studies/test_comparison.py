@@ -91,3 +91,12 @@ def test_drift_reference_reaches_the_hardware_columns(compared, tmp_path):
     setup = ComparisonSetup(teacher=None, train_set=None, test_set=None, drift_reference="one_hot")
     hardware = on_device("conventional", DigitsNet(), setup)
     assert {layer.config.drift_reference for _, layer in analog_layers(hardware)} == {"one_hot"}
+
+
+def test_recovery_crops_like_the_datasets_training():
+    """The 8x8 digits train with a 1-pixel crop padding (4 would erase them), as finetune.py does."""
+    from aimc_lsh.studies.comparison import ComparisonSetup
+    from aimc_lsh.studies.comparison_cli import _setup, build_parser
+
+    setup, _rows = _setup(build_parser().parse_args(["--dataset", "digits", "--rows", "fp32"]))
+    assert setup.crop_padding == 1 and ComparisonSetup(None, None, None).crop_padding == 4
