@@ -228,7 +228,8 @@ def plot_noise(frame: pd.DataFrame, path: str | Path, *, title: str | None = Non
         group_by="placement",
         panel_by="knob",
         path=path,
-        xlabel="knob value (the _mv knobs in mV)",
+        xlabel="knob value",
+        panel_xlabels={name: knob.help for name, knob in KNOBS.items()},
         ylabel="top-1 accuracy (%)",
         title=title,
     )

@@ -75,6 +75,7 @@ def plot_bands(
     panel_by: str | None = None,
     logx: bool = False,
     xlabel: str | None = None,
+    panel_xlabels: Mapping[Any, str] | None = None,
     ylabel: str | None = None,
     title: str | None = None,
     xtick_labels: Mapping[float, str] | None = None,
@@ -94,6 +95,8 @@ def plot_bands(
         panel_by: Column with one subplot per value (shared y axis).
         logx: Logarithmic x axis (e.g. time after programming).
         xlabel: X axis label (default: ``x``).
+        panel_xlabels: ``panel_by`` value -> its own x axis label (e.g. a unit per knob); panels not
+            named get ``xlabel``.
         ylabel: Y axis label (default: ``y``).
         title: Figure title (wrapped to the figure width).
         xtick_labels: Tick positions -> labels (e.g. ``{3600: "1h"}``); default ticks otherwise.
@@ -137,7 +140,7 @@ def plot_bands(
             ticks = sorted(xtick_labels)
             ax.set_xticks(ticks, [xtick_labels[t] for t in ticks])
             ax.minorticks_off()
-        ax.set_xlabel(xlabel or x)
+        ax.set_xlabel((panel_xlabels or {}).get(panel) or xlabel or x)
         ax.grid(True, alpha=0.3)
         if panel is not None:
             ax.set_title(f"{panel_by} = {panel}", fontsize=9)
