@@ -138,8 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="conventional layers: clip weights to this many std after every step (0: off). Default: 3 "
         "with --conventional --device-profile (the HWA recipe), else off",
     )  # fmt: skip
-    g.add_argument("--sa-offset", type=float, default=0.0, help="sense-amp offset std (relative)")
-    g.add_argument("--sa-noise", type=float, default=0.0, help="sense-amp noise std (relative)")
+    sampled = (
+        "relative to the RMS of each hashed tile's projections; sampled noise of hashed models with "
+        "--weight-noise additive or --device-profile ideal (with --weight-noise hardware the arrays use the "
+        "profile's own comparators)"
+    )
+    g.add_argument("--sa-offset", type=float, default=0.0, help=f"sense-amp offset std per column, {sampled}")
+    g.add_argument("--sa-noise", type=float, default=0.0, help=f"sense-amp noise std per decision, {sampled}")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (written during the run)")
     g.add_argument("--resume", action="store_true", help="continue --checkpoint if it exists")
@@ -174,9 +179,38 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.for_recipe(args.recipe, **changes)
 
 
+def check_hwa_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop (exit 2, one line) on hardware-aware-training options that would be ignored or clash."""
+    if args.weight_clip is not None and not args.device_profile:
+        parser.error("--weight-clip is part of hardware-aware training: give --device-profile too "
+                     "(--device-profile ideal clips without noise)")  # fmt: skip
+    if args.device_profile and args.weight_noise == "device" and not args.conventional:
+        parser.error("--weight-noise device samples conventional weights: use it with "
+                     "--conventional (hashed models: hardware or additive)")  # fmt: skip
+    for name in ("sa_offset", "sa_noise"):
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if not value >= 0.0:  # also NaN
+            parser.error(f"{flag} must be >= 0, got {value}")
+        if value == 0.0:
+            continue
+        if not args.device_profile or args.conventional:
+            parser.error(
+                f"{flag} is sampled sense-amp noise of hashed layers during hardware-aware training: "
+                "give --device-profile, and no --conventional (conventional layers have no sense amps)"
+            )
+        if args.weight_noise == "hardware" and args.device_profile != "ideal":
+            parser.error(
+                f"{flag} would add sampled noise on top of the simulated arrays' own comparators "
+                f"(--weight-noise hardware, the default): use --weight-noise additive, or set the "
+                f"comparators in the {args.device_profile!r} profile's sense_amp"
+            )
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the CLI; returns the summary dict."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_hwa_options(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     from aimc_lsh.data import load_dataset, training_crop_padding
@@ -196,16 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
         config = config.replace(crop_padding=training_crop_padding(dataset))
     noise = None
-    if args.weight_clip is not None and not args.device_profile:
-        build_parser().error("--weight-clip is part of hardware-aware training: give --device-profile too "
-                             "(--device-profile ideal clips without noise)")  # fmt: skip
     if args.device_profile:
         noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
                                       sa_noise_std=args.sa_noise)  # fmt: skip
         scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
-        if args.weight_noise == "device" and not args.conventional:
-            build_parser().error("--weight-noise device samples conventional weights: use it with "
-                                 "--conventional (hashed models: hardware or additive)")  # fmt: skip
         if args.weight_noise == "hardware" and args.device_profile != "ideal":
             # the arrays draw the device's errors themselves: no sampled noise on top
             scaled.update({"hardware_profile": args.device_profile, "weight_t_inference": args.hwa_time,

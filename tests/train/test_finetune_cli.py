@@ -127,3 +127,33 @@ def test_cli_calibrates_and_fine_tunes_a_pq_model(tmp_path):
     assert summary["final_accuracy"] > summary["initial_accuracy"]
     layers = load_checkpoint(tmp_path / "pq.pt")["layers"]
     assert layers and all(e["config"]["kernel"] == "product_quantization" for e in layers.values())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sa-offset", "0.1"], "give --device-profile"),
+        (["--sa-noise", "0.1", "--device-profile", "pcm", "--conventional"], "no --conventional"),
+        (["--sa-offset", "0.1", "--device-profile", "pcm"], "own comparators"),  # the loop's arrays have them
+        (["--sa-offset", "-0.1", "--device-profile", "pcm", "--weight-noise", "additive"], "must be >= 0"),
+        (["--sa-noise", "nan", "--device-profile", "ideal"], "must be >= 0"),
+        (["--weight-clip", "3"], "--device-profile"),
+    ],
+)
+def test_cli_rejects_hwa_options_it_would_ignore(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet", *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_samples_sense_amp_noise_where_asked(tmp_path):
+    torch.set_num_threads(1)
+    args = ["--model", "digits_cnn", "--k", "16", "--recipe", "ce", "--epochs", "1", "--no-augment",
+            "--quiet"]  # fmt: skip
+    additive = finetune.main([*args, "--device-profile", "pcm", "--weight-noise", "additive",
+                              "--sa-offset", "0.2", "--sa-noise", "0.1", "--hwa-scale", "2"])  # fmt: skip
+    assert additive["noise"]["sa_offset_std"] == pytest.approx(0.4)
+    assert additive["noise"]["sa_noise_std"] == pytest.approx(0.2)
+    ideal = finetune.main([*args, "--device-profile", "ideal", "--sa-offset", "0.2"])
+    assert ideal["noise"]["sa_offset_std"] == pytest.approx(0.2)
+    assert ideal["noise"]["hardware_profile"] is None  # ideal: sampled noise, no arrays
