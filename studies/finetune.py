@@ -88,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=float, default=None)
     g.add_argument("--time-budget", type=float, default=None, help="minutes (wall clock) for the whole run")
     g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr-weights", type=float, default=None)
-    g.add_argument("--lr-projection", type=float, default=None)
+    g.add_argument("--lr-weights", type=float, default=None, help="weights learning rate (default 1e-3)")
+    g.add_argument(
+        "--lr-projection", type=float, default=None,
+        help="learning rate of learned projections (default 1e-4; 3e-4 recovered 5-8 points more in three "
+        "k = 256 runs, 1e-3 was unstable: docs/training.md)",
+    )  # fmt: skip
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--warmup-steps", type=int, default=None)
