@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 import time
@@ -123,6 +124,18 @@ def reevaluate_row(name: str, args: argparse.Namespace, out: Path) -> dict:
     return record
 
 
+def bn_images_of(args: argparse.Namespace) -> torch.Tensor:
+    """The ``--bn-images`` augmented training images (loaded once per process)."""
+    return _bn_images(args.train_root or args.data_root, args.bn_images)
+
+
+@functools.lru_cache(maxsize=1)
+def _bn_images(root: str, count: int) -> torch.Tensor:
+    from aimc_lsh.data import calibration_images
+
+    return calibration_images("cifar10", count=count, root=root)
+
+
 def noise_evaluation(checkpoint: Path, args: argparse.Namespace) -> dict:
     """Accuracy under PCM at 1 day of drift: hardware pipeline and statistical proxy.
 
@@ -130,7 +143,7 @@ def noise_evaluation(checkpoint: Path, args: argparse.Namespace) -> dict:
     placement), and the first of them again with BatchNorm re-estimated on ``--bn-images`` training images
     through the drifted arrays (AdaBS); the proxy samples the noise levels used in hardware-aware training.
     """
-    from aimc_lsh.data import calibration_images, load_dataset
+    from aimc_lsh.data import load_dataset
     from aimc_lsh.hardware import HardwareConfig
     from aimc_lsh.models import get_backbone
     from aimc_lsh.train import (
@@ -148,8 +161,7 @@ def noise_evaluation(checkpoint: Path, args: argparse.Namespace) -> dict:
     placements = ("codes_on_array", "projection_on_array") if ckpt["layers"] else ("conventional",)
     runs = [(f"pcm_1day_{placement}", placement, None) for placement in placements]
     if args.bn_images:
-        images = calibration_images("cifar10", count=args.bn_images, root=args.train_root or args.data_root)
-        runs.append(("pcm_1day_recalibrated", placements[0], images))
+        runs.append(("pcm_1day_recalibrated", placements[0], bn_images_of(args)))
         record["pcm_recalibration"] = {"placement": placements[0], "images": args.bn_images}
     for key, placement, bn_images in runs:
         t0 = time.perf_counter()
@@ -243,10 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.bn_images < 0:
         p.error(f"--bn-images must be >= 0 (0: no re-estimation), got {args.bn_images}")
     if args.bn_images:
-        from aimc_lsh.data import calibration_images
-
-        try:  # before hours of training, not after
-            calibration_images("cifar10", count=args.bn_images, root=args.train_root or args.data_root)
+        try:  # before hours of training, not after (and loaded once for every row)
+            bn_images_of(args)
         except (ValueError, OSError) as err:
             p.error(f"--bn-images: {err}")
     unknown = [r for r in args.rows if r not in ROWS]

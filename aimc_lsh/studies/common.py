@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from aimc_lsh.studies.cli import UsageError, format_duration, parse_durations, parse_int_list
 from aimc_lsh.studies.grid import Params
 from aimc_lsh.studies.workload import (
@@ -281,8 +279,9 @@ def prepare(args: argparse.Namespace) -> Prepared:
             bn_calibration_images(source.context(), recalibrate)
         except ValueError as err:
             raise UsageError(f"--recalibrate-bn: {err}") from None
-        backbone = pretrained_model(source.context())
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
+        from aimc_lsh.train import batchnorm_layers
+
+        if not batchnorm_layers(pretrained_model(source.context())):
             raise UsageError(
                 f"--recalibrate-bn: the {source.backbone} model has no BatchNorm layers to re-estimate; "
                 "use it with a model that has them (e.g. --dataset cifar10)"

@@ -23,6 +23,7 @@ Public API:
 from aimc_lsh.train.batches import EpochBatches
 from aimc_lsh.train.calibration import (
     LayerCalibration,
+    batchnorm_layers,
     calibrate_layers,
     layer_reconstruction_errors,
     recalibrate_bn,
@@ -78,6 +79,7 @@ __all__ = [
     "device_weights",
     "accuracy_under_noise",
     "build_optimizer",
+    "batchnorm_layers",
     "calibrate_layers",
     "checkpoint_kind",
     "default_checkpoint",

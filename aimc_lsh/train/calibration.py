@@ -45,6 +45,11 @@ def _chunks(images: Tensor, batch_size: int) -> Iterator[Tensor]:
         yield images[start : start + batch_size]
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``model``: what :func:`recalibrate_bn` re-estimates."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: Tensor, *, batch_size: int = 128) -> int:
     """Reset and re-estimate the running statistics of every BatchNorm layer on ``images``.
@@ -61,7 +66,7 @@ def recalibrate_bn(model: nn.Module, images: Tensor, *, batch_size: int = 128) -
         The number of BatchNorm layers re-estimated.
 
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = batchnorm_layers(model)
     if not bns:
         return 0
     modes = {m: m.training for m in model.modules()}

@@ -20,7 +20,7 @@ from torch import nn
 
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
-from aimc_lsh.train.calibration import recalibrate_bn
+from aimc_lsh.train.calibration import batchnorm_layers, recalibrate_bn
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 
 
@@ -133,8 +133,7 @@ def hardware_accuracy(
     from aimc_lsh.hardware import drift, program
 
     model = hardware_model(checkpoint, digital, device=device, placement=placement)
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if bn_images is not None and not has_bn:
+    if bn_images is not None and not batchnorm_layers(model):
         raise ValueError("bn_images given, but the model has no BatchNorm layers to re-estimate")
     loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
     accs = []
