@@ -11,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
 
 import recovery_table  # noqa: E402
+from recovery_table import ROWS  # noqa: E402
 
 from tests.shared_files import DATA, MODELS, needs_data_and_models  # noqa: E402
 
@@ -81,3 +82,26 @@ def test_epochs_column_uses_each_rows_epoch_length():
     _, csv = recovery_table.table([{**row, "steps_per_epoch": 50_000 // 64}, row])
     epochs = [line.split(",")[recovery_table.COLUMNS.index("epochs")] for line in csv.splitlines()[1:]]
     assert epochs == ["2.0", "19.8"]  # 1562 / 781; a record without the field: the exact subset, 1562 / 79
+
+
+def test_every_row_is_a_valid_finetune_command(tmp_path):
+    """Each row's command line parses with studies/finetune.py's own parser, with the row's settings."""
+    import argparse
+
+    import finetune
+
+    args = argparse.Namespace(
+        data_root="data", train_root=None, weights="w.th", threads=1, recipe="blend_kd", epochs=100.0,
+        seed=0, budget=34.2857,
+    )  # fmt: skip
+    parsed = {n: finetune.build_parser().parse_args(recovery_table.row_argv(n, args, tmp_path)) for n in ROWS}
+    skip = parsed["lp-k256-lrp3e-4-skip"]
+    assert skip.skip == ["conv1", "linear"] and skip.lr_projection == 3e-4
+    assert skip.kernel == "learned_projection" and skip.k == "256"
+    assert skip.time_budget == pytest.approx(60.0, abs=1e-3)  # the k = 256 rows get 1.75x the budget
+    assert parsed["lp-k256"].skip == [] and parsed["lp-k256"].lr_projection is None
+    assert parsed["rp-k64"].time_budget == pytest.approx(34.2857)
+    assert parsed["conv-hwa"].conventional and parsed["conv-hwa"].device_profile == "pcm"
+    assert parsed["conv-fp32"].epochs == 0 and parsed["conv-fp32"].recipe == "ce"
+    assert parsed["rp-k256-long"].init_from == str(tmp_path / "rp-k256.pt")
+    assert all(p.checkpoint == str(tmp_path / f"{n}.pt") and p.resume for n, p in parsed.items())
