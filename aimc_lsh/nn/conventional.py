@@ -22,11 +22,11 @@ from aimc_lsh.hardware.config import HardwareConfig
 from aimc_lsh.hardware.conventional import ConventionalArray
 from aimc_lsh.kernels import ConvGeometry
 from aimc_lsh.nn.digital import (
+    Conv2dFace,
+    LinearFace,
     check_zero_padding,
     conv_geometry,
     copy_parameters,
-    digital_conv2d,
-    digital_linear,
     new_weight,
     set_submodule,
 )
@@ -83,7 +83,7 @@ class ConventionalLayer(nn.Module):
         )
 
 
-class ConventionalConv2d(ConventionalLayer):
+class ConventionalConv2d(Conv2dFace, ConventionalLayer):
     """``nn.Conv2d`` with its weights on analog tiles (use :meth:`from_digital`)."""
 
     def __init__(
@@ -102,18 +102,6 @@ class ConventionalConv2d(ConventionalLayer):
         super().__init__(in_channels, out_channels, kernel, geometry, bias, config)
         self.weight = new_weight(out_channels, in_channels, *kernel)
 
-    def weight_4d(self) -> Tensor:
-        """The weight (out, in, kh, kw)."""
-        return self.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Analog convolution of ``x`` (N, C, H, W)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"ConventionalConv2d expects (N, {self.in_channels}, H, W) inputs, got {tuple(x.shape)}"
-            )
-        return self._forward_4d(x)
-
     @classmethod
     def from_digital(cls, conv: nn.Conv2d, config: HardwareConfig) -> ConventionalConv2d:
         """Copy of ``conv`` on analog tiles (weights and bias copied; program before use)."""
@@ -126,12 +114,8 @@ class ConventionalConv2d(ConventionalLayer):
         )  # fmt: skip
         return copy_parameters(layer, conv)
 
-    def to_digital(self) -> nn.Conv2d:
-        """An ``nn.Conv2d`` with this layer's (target) weights and bias."""
-        return digital_conv2d(self)
 
-
-class ConventionalLinear(ConventionalLayer):
+class ConventionalLinear(LinearFace, ConventionalLayer):
     """``nn.Linear`` with its weights on analog tiles (computed as a 1x1 convolution)."""
 
     def __init__(
@@ -143,29 +127,11 @@ class ConventionalLinear(ConventionalLayer):
         self.out_features = out_features
         self.weight = new_weight(out_features, in_features)
 
-    def weight_4d(self) -> Tensor:
-        """The weight viewed as (out, in, 1, 1)."""
-        return self.weight[:, :, None, None]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Analog ``x @ W.T + b`` for ``x`` of shape (..., in_features)."""
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"ConventionalLinear expects (..., {self.in_features}) inputs, got {tuple(x.shape)}"
-            )
-        lead = x.shape[:-1]
-        y = self._forward_4d(x.reshape(-1, self.in_features, 1, 1))
-        return y.reshape(*lead, self.out_features)
-
     @classmethod
     def from_digital(cls, linear: nn.Linear, config: HardwareConfig) -> ConventionalLinear:
         """Copy of ``linear`` on analog tiles (weights and bias copied; program before use)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config)
         return copy_parameters(layer, linear)
-
-    def to_digital(self) -> nn.Linear:
-        """An ``nn.Linear`` with this layer's (target) weights and bias."""
-        return digital_linear(self)
 
 
 CONVENTIONAL_SWAPS: dict[type[nn.Module], type[ConventionalLayer]] = {

@@ -25,11 +25,11 @@ from aimc_lsh.kernels import (
     sign_ste,
 )
 from aimc_lsh.nn.digital import (
+    Conv2dFace,
+    LinearFace,
     check_zero_padding,
     conv_geometry,
     copy_parameters,
-    digital_conv2d,
-    digital_linear,
     new_weight,
 )
 
@@ -185,13 +185,6 @@ class HashedLayer(nn.Module):
             out = out + self.bias.view(1, -1, 1, 1)
         return out
 
-    def _check_input(self, x: Tensor, channel_dim: int, min_dims: int) -> None:
-        if x.dim() < min_dims or x.shape[channel_dim] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs with {self.in_channels} channels/features in dim "
-                f"{channel_dim} (at least {min_dims}-D), got shape {tuple(x.shape)}"
-            )
-
     def extra_repr(self) -> str:
         """Summary shown in the module's repr."""
         c = self.config
@@ -208,7 +201,7 @@ def _check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} received NaN or inf inputs")
 
 
-class HashedConv2d(HashedLayer):
+class HashedConv2d(Conv2dFace, HashedLayer):
     """A 2-D convolution whose dot products are SimHash estimates.
 
     Args:
@@ -242,17 +235,6 @@ class HashedConv2d(HashedLayer):
         super().__init__(in_channels, out_channels, kernel_size, geometry, bias, config or HashConfig(), seed)
         self.weight = new_weight(out_channels, in_channels, *kernel_size)
 
-    def weight_4d(self) -> Tensor:
-        """The weight (out, in, kh, kw)."""
-        return self.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Hashed convolution of ``x`` (N, C, H, W)."""
-        if x.dim() != 4:
-            raise ValueError(f"HashedConv2d expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-        self._check_input(x, 1, 4)
-        return self._forward_4d(x)
-
     @classmethod
     def from_digital(cls, conv: nn.Conv2d, config: HashConfig, seed: int | None = None) -> HashedConv2d:
         """Build a hashed copy of ``conv`` (weights and bias copied)."""
@@ -271,12 +253,8 @@ class HashedConv2d(HashedLayer):
         )
         return copy_parameters(layer, conv)
 
-    def to_digital(self) -> nn.Conv2d:
-        """Return an ``nn.Conv2d`` with this layer's weights and bias."""
-        return digital_conv2d(self)
 
-
-class HashedLinear(HashedLayer):
+class HashedLinear(LinearFace, HashedLayer):
     """A linear layer whose dot products are SimHash estimates (run as a 1x1 convolution).
 
     Args:
@@ -303,23 +281,8 @@ class HashedLinear(HashedLayer):
         self.out_features = out_features
         self.weight = new_weight(out_features, in_features)
 
-    def weight_4d(self) -> Tensor:
-        """The weight viewed as (out, in, 1, 1)."""
-        return self.weight[:, :, None, None]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Hashed ``x @ W.T + b`` for ``x`` of shape (..., in_features)."""
-        self._check_input(x, -1, 1)
-        lead = x.shape[:-1]
-        y = self._forward_4d(x.reshape(-1, self.in_features, 1, 1))
-        return y.reshape(*lead, self.out_features)
-
     @classmethod
     def from_digital(cls, linear: nn.Linear, config: HashConfig, seed: int | None = None) -> HashedLinear:
         """Build a hashed copy of ``linear`` (weights and bias copied)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config, seed)
         return copy_parameters(layer, linear)
-
-    def to_digital(self) -> nn.Linear:
-        """Return an ``nn.Linear`` with this layer's weights and bias."""
-        return digital_linear(self)

@@ -34,11 +34,11 @@ from aimc_lsh.hardware.conventional import ConventionalArray
 from aimc_lsh.kernels import ConvGeometry, HashConfig, PQKernel, assignment_ste, build_kernel, hard_assignment
 from aimc_lsh.kernels.registry import get_kernel_class
 from aimc_lsh.nn.digital import (
+    Conv2dFace,
+    LinearFace,
     check_zero_padding,
     conv_geometry,
     copy_parameters,
-    digital_conv2d,
-    digital_linear,
     new_weight,
 )
 
@@ -318,7 +318,7 @@ def _divisors(n: int, limit: int = 64) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-class PQConv2d(PQLayer):
+class PQConv2d(Conv2dFace, PQLayer):
     """A 2-D convolution computed by product quantization (table look-ups), conv-shaped.
 
     Args:
@@ -353,18 +353,6 @@ class PQConv2d(PQLayer):
         super().__init__(in_channels, out_channels, kernel_size, geometry, bias, config, seed)
         self.weight = new_weight(out_channels, in_channels, *kernel_size)
 
-    def weight_4d(self) -> Tensor:
-        """The weight (out, in, kh, kw)."""
-        return self.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Product-quantized convolution of ``x`` (N, C, H, W)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"PQConv2d expects (N, {self.in_channels}, H, W) inputs, got shape {tuple(x.shape)}"
-            )
-        return self._forward_4d(x)
-
     @classmethod
     def from_digital(cls, conv: nn.Conv2d, config: HashConfig, seed: int | None = None) -> PQConv2d:
         """A PQ copy of ``conv`` (weights and bias copied; calibrate before use)."""
@@ -375,12 +363,8 @@ class PQConv2d(PQLayer):
         )  # fmt: skip
         return copy_parameters(layer, conv)
 
-    def to_digital(self) -> nn.Conv2d:
-        """An ``nn.Conv2d`` with this layer's weights and bias."""
-        return digital_conv2d(self)
 
-
-class PQLinear(PQLayer):
+class PQLinear(LinearFace, PQLayer):
     """A linear layer computed by product quantization (run as a 1x1 convolution).
 
     Args:
@@ -406,24 +390,8 @@ class PQLinear(PQLayer):
         self.out_features = out_features
         self.weight = new_weight(out_features, in_features)
 
-    def weight_4d(self) -> Tensor:
-        """The weight viewed as (out, in, 1, 1)."""
-        return self.weight[:, :, None, None]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Product-quantized ``x @ W.T + b`` for ``x`` of shape (..., in_features)."""
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"PQLinear expects (..., {self.in_features}) inputs, got shape {tuple(x.shape)}")
-        lead = x.shape[:-1]
-        y = self._forward_4d(x.reshape(-1, self.in_features, 1, 1))
-        return y.reshape(*lead, self.out_features)
-
     @classmethod
     def from_digital(cls, linear: nn.Linear, config: HashConfig, seed: int | None = None) -> PQLinear:
         """A PQ copy of ``linear`` (weights and bias copied; calibrate before use)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, config, seed)
         return copy_parameters(layer, linear)
-
-    def to_digital(self) -> nn.Linear:
-        """An ``nn.Linear`` with this layer's weights and bias."""
-        return digital_linear(self)
