@@ -100,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=None)
     g.add_argument("--kd-alpha", type=float, default=None)
     g.add_argument("--kd-temperature", type=float, default=None)
+    g.add_argument(
+        "--feature-kd", type=float, default=None,
+        help="weight of feature distillation: each --feature-kd-layers module's output error relative to "
+        "the FP32 model's (default 0: off)",
+    )  # fmt: skip
+    g.add_argument(
+        "--feature-kd-layers", nargs="+", default=None,
+        help="module paths feature distillation matches (default: every top-level child with a "
+        "convolution or linear layer except the last; ResNet-20: conv1 layer1 layer2 layer3)",
+    )  # fmt: skip
     g.add_argument("--bn-mode", choices=BN_MODES, default=None)
     g.add_argument("--calib-images", type=int, default=None)
     g.add_argument("--calib-steps", type=int, default=None)
@@ -168,10 +178,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing", "kd_alpha": "kd_alpha",
         "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
         "calib_steps": "calib_steps", "blend_fraction": "blend_fraction", "blend_start": "blend_start",
+        "feature_kd": "feature_kd",
     }  # fmt: skip
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
         changes["time_budget_s"] = 60.0 * args.time_budget
+    if args.feature_kd_layers is not None:
+        changes["feature_kd_layers"] = tuple(args.feature_kd_layers)
     if args.normalize_ste:
         changes["normalize_ste"] = True
     if args.no_augment:
@@ -215,6 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_hwa_options(parser, args)
+    try:  # every bad number stops here, before data is loaded
+        config = train_config_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     from aimc_lsh.data import load_dataset, training_crop_padding
@@ -230,7 +247,6 @@ def main(argv: list[str] | None = None) -> dict:
     train_root = args.train_root or args.data_root
     train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
     val_set = load_dataset(dataset, root=args.data_root, train=False)
-    config = train_config_from_args(args)
     if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
         config = config.replace(crop_padding=training_crop_padding(dataset))
     noise = None
@@ -262,6 +278,13 @@ def main(argv: list[str] | None = None) -> dict:
             calib = train_set.images[:512]
             calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
             prepare_model(student, list(calib.split(128)))
+    if config.feature_kd > 0:
+        from aimc_lsh.train.feature_taps import FeatureTaps, default_feature_layers
+
+        try:
+            FeatureTaps(student, config.feature_kd_layers or default_feature_layers(student)).close()
+        except ValueError as err:
+            parser.error(f"--feature-kd-layers: {err}")
     prior = None
     if args.init_from:  # warm start from an earlier run's weights (same layers and configs)
         from aimc_lsh.train import load_checkpoint

@@ -69,6 +69,16 @@ class TrainConfig:
     kd_temperature: float = 4.0
     """Softmax temperature of the distillation term."""
 
+    feature_kd: float = 0.0
+    """Weight of feature distillation (:func:`aimc_lsh.train.losses.feature_distillation_loss`): the
+    mean over ``feature_kd_layers`` of each module's output error relative to the FP32 teacher's,
+    ``||s - t||^2 / ||t||^2`` over the batch, added to the loss; 0 disables it."""
+
+    feature_kd_layers: tuple[str, ...] = ()
+    """Module paths (the same in student and teacher) whose outputs feature distillation matches; empty:
+    every direct child of the model that holds a convolution or linear layer, except the last (ResNet-20:
+    ``conv1``, ``layer1``, ``layer2``, ``layer3``; the classifier's output is what ``kd_alpha`` matches)."""
+
     bn_mode: str = "train"
     """BatchNorm during training: ``train`` (batch statistics, running stats updated) or ``freeze``
     (running statistics used and kept; affine parameters still learn)."""
@@ -126,12 +136,16 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if self.bn_mode not in BN_MODES:
             raise ValueError(f"unknown bn_mode {self.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
-        for name in ("epochs", "lr_weights", "lr_projection", "weight_decay", "label_smoothing", "kd_alpha"):
+        numbers = ("epochs", "lr_weights", "lr_projection", "weight_decay", "label_smoothing", "kd_alpha")
+        for name in (*numbers, "feature_kd"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        self.feature_kd_layers = tuple(self.feature_kd_layers)  # a list after a JSON round trip
+        if not all(isinstance(p, str) and p for p in self.feature_kd_layers):
+            raise ValueError(f"feature_kd_layers must be module paths, got {self.feature_kd_layers!r}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
@@ -174,6 +188,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
         return dataclasses.asdict(self)
+
+    def result_settings(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings of a feature that is off (what checkpoint tags hash).
+
+        The feature-distillation fields are left out while ``feature_kd`` is 0: they cannot change the
+        run then, and configs written before they existed keep their tags.
+        """
+        settings = self.to_dict()
+        if not self.feature_kd:
+            del settings["feature_kd"], settings["feature_kd_layers"]
+        return settings
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:

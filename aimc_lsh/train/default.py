@@ -40,7 +40,7 @@ def default_checkpoint_path(
         "kernel": kernel,
         "k": hash_length,
         "recipe": recipe,
-        "train": config.to_dict(),
+        "train": config.result_settings(),
     }
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return _cache_root(cache_dir) / "checkpoints" / f"{backbone}_{kernel}_k{hash_length}_{recipe}_{tag}.pt"

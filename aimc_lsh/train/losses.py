@@ -1,7 +1,10 @@
-"""Training losses: label-smoothed cross-entropy plus knowledge distillation from the FP32 model."""
+"""Training losses: label-smoothed cross-entropy, distillation of the FP32 model's logits and features."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -39,3 +42,26 @@ def recovery_loss(
     return (1.0 - kd_alpha) * ce + kd_alpha * distillation_loss(
         student_logits, teacher_logits, kd_temperature
     )
+
+
+def feature_distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
+    """Mean over paired module outputs of ``||s - t||^2 / ||t||^2`` (the batch's relative error).
+
+    Each term is scale-free, so modules whose outputs differ in size weigh the same (the relative
+    reconstruction error of layer-wise calibration, :mod:`aimc_lsh.train.calibration`, per module).
+
+    Raises:
+        ValueError: If the lists differ in length or are empty, or a pair differs in shape.
+
+    """
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            f"need as many student as teacher outputs (>= 1), got {len(student)} and {len(teacher)}"
+        )
+    terms = []
+    for s, t in zip(student, teacher, strict=True):
+        if s.shape != t.shape:
+            raise ValueError(f"student output {tuple(s.shape)} does not match the teacher's {tuple(t.shape)}")
+        t = t.detach()
+        terms.append((s - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12))
+    return torch.stack(terms).mean()

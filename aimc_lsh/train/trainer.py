@@ -32,8 +32,9 @@ from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recal
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aimc_lsh.train.config import TrainConfig
 from aimc_lsh.train.distributed import DistContext
+from aimc_lsh.train.feature_taps import FeatureTaps, default_feature_layers
 from aimc_lsh.train.hardware_loop import HardwareInTheLoop
-from aimc_lsh.train.losses import recovery_loss
+from aimc_lsh.train.losses import feature_distillation_loss, recovery_loss
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, clip_weights, inject_training_noise
 from aimc_lsh.train.optim import WarmupCosine, build_optimizer
 from aimc_lsh.train.ste_scale import normalize_projection_gradients
@@ -160,9 +161,15 @@ def fine_tune(
     """
     config = config or TrainConfig()
     tune_allocator()
-    needs_teacher = config.kd_alpha > 0 or config.calibrate_layers
+    needs_teacher = config.kd_alpha > 0 or config.feature_kd > 0 or config.calibrate_layers
     if needs_teacher and teacher is None:
-        raise ValueError("kd_alpha > 0 or calibrate_layers=True needs the FP32 model as teacher=")
+        raise ValueError(
+            "kd_alpha > 0, feature_kd > 0 or calibrate_layers=True needs the FP32 model as teacher="
+        )
+    feature_layers = list(config.feature_kd_layers) or default_feature_layers(model)
+    if config.feature_kd > 0:  # before any work: a wrong path stops the run here
+        FeatureTaps(model, feature_layers).close()
+        FeatureTaps(teacher, feature_layers).close()
     ctx = DistContext.from_env(device)
     dev = ctx.device
     model.to(dev)
@@ -173,7 +180,7 @@ def fine_tune(
     state = (
         load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else None
     )
-    if state is not None and state.get("train_config") != config.to_dict():
+    if state is not None and TrainConfig.from_dict(state["train_config"]) != config:
         raise ValueError(f"cannot resume {checkpoint}: it was written with another TrainConfig")
     wall0, cpu0 = time.perf_counter(), time.process_time()
     prior_wall = prior_cpu = 0.0
@@ -300,6 +307,11 @@ def fine_tune(
     done_here = 0
     set_train_mode(model, config.bn_mode)
     blend = HashBlend(model) if config.blend_fraction > 0 else None
+    taps = (
+        (FeatureTaps(model, feature_layers), FeatureTaps(teacher, feature_layers))
+        if config.feature_kd > 0
+        else None
+    )
     try:
         while step < planned:
             epoch, start = divmod(step, spe)
@@ -311,7 +323,7 @@ def fine_tune(
                 if blend is not None:
                     blend.lam = blend_factor(step, planned, config.blend_fraction, config.blend_start)
                 teacher_logits = None
-                if config.kd_alpha > 0:
+                if config.kd_alpha > 0 or taps is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(images)
                 in_loop = (
@@ -327,6 +339,9 @@ def fine_tune(
                         kd_alpha=config.kd_alpha,
                         kd_temperature=config.kd_temperature,
                     )
+                    if taps is not None:
+                        student_out, teacher_out = (t.take() for t in taps)
+                        loss = loss + config.feature_kd * feature_distillation_loss(student_out, teacher_out)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 optimizer.step()
@@ -412,6 +427,8 @@ def fine_tune(
         bar.close()
         if blend is not None:
             blend.remove()
+        for tap in taps or ():
+            tap.close()
         model.eval()
     wall, cpu = elapsed()
     ctx.close()

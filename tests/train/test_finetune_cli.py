@@ -157,3 +157,20 @@ def test_cli_samples_sense_amp_noise_where_asked(tmp_path):
     ideal = finetune.main([*args, "--device-profile", "ideal", "--sa-offset", "0.2"])
     assert ideal["noise"]["sa_offset_std"] == pytest.approx(0.2)
     assert ideal["noise"]["hardware_profile"] is None  # ideal: sampled noise, no arrays
+
+
+def test_cli_feature_distillation_options(capsys):
+    args = finetune.build_parser().parse_args(
+        ["--feature-kd", "2", "--feature-kd-layers", "layer1", "layer3"]
+    )
+    config = finetune.train_config_from_args(args)
+    assert config.feature_kd == 2.0 and config.feature_kd_layers == ("layer1", "layer3")
+    assert finetune.train_config_from_args(finetune.build_parser().parse_args([])).feature_kd == 0.0
+    common = ["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet"]
+    for extra, message in (
+        (["--feature-kd", "-1"], "feature_kd must be a non-negative number"),  # before any data is loaded
+        (["--feature-kd", "1", "--feature-kd-layers", "conv", "layer1"], "--feature-kd-layers: no module"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            finetune.main([*common, *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
