@@ -25,7 +25,6 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
-    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -98,27 +97,13 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     points, context = make_points(
         prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
     )
-    source = prepared.source
-    title = (
-        f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + checkpoint_note(checkpoint)
-        + recalibration_note(prepared)
-    )
+    title = prepared.title(args.time, notes=[checkpoint_note(checkpoint)])
     return Sweep(
-        name=f"adc_{prepared.device.name}_{source.dataset}",
+        name=f"adc_{prepared.device.name}_{prepared.source.dataset}",
         points=points,
         fn=hardware_point,
         context=context,
-        config={
-            "study": "adc",
-            "args": vars(args),
-            "bits": bits,
-            "time_seconds": times[0],
-            "seeds": prepared.seeds,
-            "device": prepared.device.to_dict(),
-            "checkpoint": checkpoint,
-        },
+        config=prepared.sweep_config("adc", args, bits=bits, time_seconds=times[0], checkpoint=checkpoint),
         plot=lambda frame, path: plot_adc(frame, path, title=title),
     )
 

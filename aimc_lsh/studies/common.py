@@ -103,6 +103,33 @@ class Prepared:
         """
         return resolve_checkpoint(self.source, self.choice, hash_length, self.kernel)
 
+    def title(self, time: str | None = None, notes: Sequence[str] = ()) -> str:
+        """Plot title: model, data, device, evaluation time, seeds, ``notes``, comparators, BatchNorm.
+
+        Args:
+            time: The evaluation time as the user gave it (``--time``); None for a study over time.
+            notes: Further notes (e.g. :func:`checkpoint_note`), each starting with ``"; "``.
+
+        """
+        when = "" if time is None else f", t = {time}"
+        return (
+            f"{self.source.backbone} on {self.source.dataset} test set, device {self.device.name}{when}; "
+            f"mean +- std over {len(self.seeds)} programming seeds"
+            + "".join(notes)
+            + sense_amp_note(self.sense_amp)
+            + recalibration_note(self)
+        )
+
+    def sweep_config(self, study: str, args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+        """The configuration a study's JSON records: study name, options, ``fields``, seeds, device."""
+        return {
+            "study": study,
+            "args": vars(args),
+            **fields,
+            "seeds": self.seeds,
+            "device": self.device.to_dict(),
+        }
+
 
 def add_hardware_arguments(parser: argparse.ArgumentParser, *, default_device: str = "pcm") -> None:
     """Options of the simulated hardware shared by the hardware studies."""

@@ -24,8 +24,6 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
-    recalibration_note,
-    sense_amp_note,
 )
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
@@ -102,28 +100,15 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     points, context = make_points(
         prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
     )
-    source = prepared.source
-    title = (
-        f"{source.backbone} on {source.dataset} test set, device {prepared.device.name}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + checkpoint_note(checkpoint)
-        + sense_amp_note(prepared.sense_amp)
-        + recalibration_note(prepared)
-    )
+    title = prepared.title(notes=[checkpoint_note(checkpoint)])
     return Sweep(
-        name=f"drift_{prepared.device.name}_{source.dataset}",
+        name=f"drift_{prepared.device.name}_{prepared.source.dataset}",
         points=points,
         fn=hardware_point,
         context=context,
-        config={
-            "study": "drift",
-            "args": vars(args),
-            "times_seconds": times,
-            "seeds": prepared.seeds,
-            "placements": placements,
-            "device": prepared.device.to_dict(),
-            "checkpoint": checkpoint,
-        },
+        config=prepared.sweep_config(
+            "drift", args, times_seconds=times, placements=placements, checkpoint=checkpoint
+        ),
         plot=lambda frame, path: plot_drift(frame, path, title=title),
     )
 

@@ -27,7 +27,6 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
-    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -103,29 +102,26 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     points, context = make_points(
         prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
     )
-    source = prepared.source
     missing = [k for k, path in checkpoints.items() if path is None or path == network]
-    title = (
-        f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + (f"; network {Path(network).name}" if network else "")
-        + (f"; NOT fine-tuned at k = {', '.join(map(str, missing))}" if missing else "")
-        + recalibration_note(prepared)
+    title = prepared.title(
+        args.time,
+        notes=[
+            f"; network {Path(network).name}" if network else "",
+            f"; NOT fine-tuned at k = {', '.join(map(str, missing))}" if missing else "",
+        ],
     )
     return Sweep(
-        name=f"k_{prepared.device.name}_{source.dataset}",
+        name=f"k_{prepared.device.name}_{prepared.source.dataset}",
         points=points,
         fn=hardware_point,
         context=context,
-        config={
-            "study": "k",
-            "args": vars(args),
-            "hash_lengths": ks,
-            "checkpoints": {str(k): v for k, v in checkpoints.items()},
-            "time_seconds": times[0],
-            "seeds": prepared.seeds,
-            "device": prepared.device.to_dict(),
-        },
+        config=prepared.sweep_config(
+            "k",
+            args,
+            hash_lengths=ks,
+            checkpoints={str(k): v for k, v in checkpoints.items()},
+            time_seconds=times[0],
+        ),
         plot=lambda frame, path: plot_k(frame, path, title=title),
     )
 

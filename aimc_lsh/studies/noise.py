@@ -33,7 +33,6 @@ from aimc_lsh.studies.common import (
     hardware_point,
     make_points,
     prepare,
-    recalibration_note,
     single_time,
 )
 from aimc_lsh.studies.plotting import plot_bands
@@ -193,27 +192,19 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     points, context = make_points(
         prepared.source, variants, prepared.seeds, times, recalibrate_bn=prepared.recalibrate_bn
     )
-    source = prepared.source
-    title = (
-        f"{source.backbone} on {source.dataset}, device {prepared.device.name}, t = {args.time}; "
-        f"mean +- std over {len(prepared.seeds)} programming seeds"
-        + checkpoint_note(checkpoint)
-        + recalibration_note(prepared)
-    )
+    title = prepared.title(args.time, notes=[checkpoint_note(checkpoint)])
     return Sweep(
-        name=f"noise_{prepared.device.name}_{source.dataset}",
+        name=f"noise_{prepared.device.name}_{prepared.source.dataset}",
         points=points,
         fn=hardware_point,
         context=context,
-        config={
-            "study": "noise",
-            "args": vars(args),
-            "knobs": {n: values[n] for n in knobs},
-            "time_seconds": times[0],
-            "seeds": prepared.seeds,
-            "device": prepared.device.to_dict(),
-            "checkpoint": checkpoint,
-        },
+        config=prepared.sweep_config(
+            "noise",
+            args,
+            knobs={n: values[n] for n in knobs},
+            time_seconds=times[0],
+            checkpoint=checkpoint,
+        ),
         plot=lambda frame, path: plot_noise(frame, path, title=title),
     )
 

@@ -60,3 +60,17 @@ def test_an_offset_in_mv_is_the_same_physics_as_its_fraction_of_full_scale(tmp_p
     assert by_mv["projection_on_array"] != default["projection_on_array"]
     assert by_mv["conventional"] == default["conventional"]  # no comparators there
     assert fraction["sense_amp.offset_std"][fraction["placement"] == "conventional"].eq(0.01).all()
+
+
+def test_every_study_title_names_the_comparators_and_the_time():
+    """Prepared.title (used by the drift, noise, k and ADC studies) carries the --sa-* note."""
+    pcm = load_device("pcm")
+    source = argparse.Namespace(backbone="digits_cnn", dataset="digits")
+    prepared = Prepared(source=source, device=pcm, seeds=[0, 1], choice="none", sense_amp=None)
+    head = "digits_cnn on digits test set, device pcm"
+    assert prepared.title() == f"{head}; mean +- std over 2 programming seeds"
+    prepared.sense_amp = pcm.sense_amp.replace_mv(offset_std=2.0)
+    assert prepared.title("1d", notes=["; hashed model NOT fine-tuned"]) == (
+        f"{head}, t = 1d; mean +- std over 2 programming seeds; hashed model NOT fine-tuned"
+        "; sense amps offset 2 mV, noise 0.68 mV of 340 mV FS"
+    )
