@@ -137,9 +137,9 @@ class TrainConfig:
         if self.bn_mode not in BN_MODES:
             raise ValueError(f"unknown bn_mode {self.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
         numbers = ("epochs", "lr_weights", "lr_projection", "weight_decay", "label_smoothing", "kd_alpha")
-        for name in (*numbers, "feature_kd"):
+        for name in (*numbers, "feature_kd", "calib_lr"):  # "not value >= 0": NaN fails too
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
@@ -148,7 +148,7 @@ class TrainConfig:
             raise ValueError(f"feature_kd_layers must be module paths, got {self.feature_kd_layers!r}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
-        if self.kd_temperature <= 0:
+        if not self.kd_temperature > 0:
             raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
         if not 0.0 <= self.blend_fraction <= 1.0 or not 0.0 <= self.blend_start <= 1.0:
             raise ValueError(
@@ -157,7 +157,7 @@ class TrainConfig:
             )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be > 0 or None, got {self.time_budget_s}")
         for name in ("batch_size", "calib_images", "calib_batch_size"):
             value = getattr(self, name)

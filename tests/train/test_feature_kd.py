@@ -50,8 +50,9 @@ def test_taps_keep_each_forwards_outputs(digits_teacher):
 
 
 def test_config_fields_validate_and_stay_out_of_tags_while_off(tmp_path):
-    with pytest.raises(ValueError, match="feature_kd must be a non-negative number"):
-        TrainConfig(feature_kd=-1.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="feature_kd must be a non-negative number"):
+            TrainConfig(feature_kd=bad)
     with pytest.raises(ValueError, match="feature_kd_layers must be module paths"):
         TrainConfig(feature_kd_layers=("",))
     assert TrainConfig(feature_kd_layers=["conv1"]).feature_kd_layers == ("conv1",)

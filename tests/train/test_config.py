@@ -1,0 +1,29 @@
+"""TrainConfig validation: every bad number, NaN included, is rejected with the field's name."""
+
+import pytest
+
+from aimc_lsh.train import TrainConfig
+
+
+@pytest.mark.parametrize(
+    "field", ["epochs", "lr_weights", "lr_projection", "weight_decay", "kd_alpha", "calib_lr"]
+)
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_non_negative_numbers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a non-negative number, got {value}"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["kd_temperature", "time_budget_s"])
+@pytest.mark.parametrize("value", [0.0, float("nan")])
+def test_positive_numbers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be > 0"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "changes", [{"blend_fraction": float("nan")}, {"min_lr_ratio": 1.5}, {"label_smoothing": 1.0}]
+)
+def test_ranges(changes):
+    with pytest.raises(ValueError, match="must be in"):
+        TrainConfig(**changes)
