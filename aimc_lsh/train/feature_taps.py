@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -37,7 +37,10 @@ class FeatureTaps:
 
     def __init__(self, model: nn.Module, paths: Sequence[str]) -> None:
         if not paths:
-            raise ValueError("feature distillation needs at least one module path to match")
+            raise ValueError(
+                "feature distillation needs at least one module path to match: give feature_kd_layers "
+                "(the model has no default ones, see default_feature_layers)"
+            )
         modules = dict(model.named_modules())
         missing = [p for p in paths if p not in modules]
         if missing:
@@ -49,7 +52,7 @@ class FeatureTaps:
         self._outputs: dict[str, Tensor] = {}
         self._handles = [modules[p].register_forward_hook(self._keeper(p)) for p in self.paths]
 
-    def _keeper(self, path: str):  # noqa: ANN202 - a forward hook
+    def _keeper(self, path: str) -> Callable[[nn.Module, tuple, Tensor], None]:
         def keep(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
             self._outputs[path] = output
 
