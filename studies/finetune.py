@@ -279,10 +279,10 @@ def main(argv: list[str] | None = None) -> dict:
             calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
             prepare_model(student, list(calib.split(128)))
     if config.feature_kd > 0:
-        from aimc_lsh.train.feature_taps import FeatureTaps, default_feature_layers
+        from aimc_lsh.train.feature_taps import check_module_paths, default_feature_layers
 
         try:
-            FeatureTaps(student, config.feature_kd_layers or default_feature_layers(student)).close()
+            check_module_paths(student, config.feature_kd_layers or default_feature_layers(student))
         except ValueError as err:
             parser.error(f"--feature-kd-layers: {err}")
     prior = None

@@ -23,6 +23,28 @@ def default_feature_layers(model: nn.Module) -> list[str]:
     return holders[:-1]
 
 
+def check_module_paths(model: nn.Module, paths: Sequence[str]) -> dict[str, nn.Module]:
+    """The modules of ``model`` at ``paths``, by path.
+
+    Raises:
+        ValueError: If a path names no module of ``model``, or no path is given.
+
+    """
+    if not paths:
+        raise ValueError(
+            "feature distillation needs at least one module path to match: give feature_kd_layers "
+            "(the model has no default ones, see default_feature_layers)"
+        )
+    modules = dict(model.named_modules())
+    missing = [p for p in paths if p not in modules]
+    if missing:
+        children = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"no module {missing} in the model for feature distillation; its children: {children}"
+        )
+    return {p: modules[p] for p in paths}
+
+
 class FeatureTaps:
     """Keep the latest output of each named module of a model (forward hooks; :meth:`close` removes them).
 
@@ -36,18 +58,7 @@ class FeatureTaps:
     """
 
     def __init__(self, model: nn.Module, paths: Sequence[str]) -> None:
-        if not paths:
-            raise ValueError(
-                "feature distillation needs at least one module path to match: give feature_kd_layers "
-                "(the model has no default ones, see default_feature_layers)"
-            )
-        modules = dict(model.named_modules())
-        missing = [p for p in paths if p not in modules]
-        if missing:
-            children = ", ".join(name for name, _ in model.named_children())
-            raise ValueError(
-                f"no module {missing} in the model for feature distillation; its children: {children}"
-            )
+        modules = check_module_paths(model, paths)
         self.paths = list(paths)
         self._outputs: dict[str, Tensor] = {}
         self._handles = [modules[p].register_forward_hook(self._keeper(p)) for p in self.paths]

@@ -32,7 +32,7 @@ from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recal
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aimc_lsh.train.config import TrainConfig
 from aimc_lsh.train.distributed import DistContext
-from aimc_lsh.train.feature_taps import FeatureTaps, default_feature_layers
+from aimc_lsh.train.feature_taps import FeatureTaps, check_module_paths, default_feature_layers
 from aimc_lsh.train.hardware_loop import HardwareInTheLoop
 from aimc_lsh.train.losses import feature_distillation_loss, recovery_loss
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, clip_weights, inject_training_noise
@@ -168,8 +168,8 @@ def fine_tune(
         )
     feature_layers = list(config.feature_kd_layers) or default_feature_layers(model)
     if config.feature_kd > 0:  # before any work: a wrong path stops the run here
-        FeatureTaps(model, feature_layers).close()
-        FeatureTaps(teacher, feature_layers).close()
+        check_module_paths(model, feature_layers)
+        check_module_paths(teacher, feature_layers)
     ctx = DistContext.from_env(device)
     dev = ctx.device
     model.to(dev)
