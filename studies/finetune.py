@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
     g.add_argument("--train-root", default=None, help="CIFAR root for training data")
     g.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    g.add_argument(
+        "--no-download", action="store_true",
+        help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR is read from the cache "
+        "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
+        "as the pretrained weights are",
+    )  # fmt: skip
     g = p.add_argument_group("training")
     g.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
     g.add_argument("--epochs", type=float, default=None)
@@ -234,19 +240,30 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
-    from aimc_lsh.data import load_dataset, training_crop_padding
+    from aimc_lsh.data import load_dataset, resolve_cifar_dir, training_crop_padding
     from aimc_lsh.eval import bitbybit_score
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
     from aimc_lsh.nn import needs_data, patch_model, prepare_model
 
-    teacher = get_backbone(args.model, path=args.weights)
     dataset = "cifar100" if "cifar100" in args.model else "cifar10"
     if args.model.startswith("digits"):
         dataset = "digits"
-    train_root = args.train_root or args.data_root
+    download = not args.no_download
+    try:  # missing data or weights: one line, before anything is built
+        teacher = get_backbone(args.model, path=args.weights, download=download)
+        data_root = train_root = None
+        if dataset != "digits":
+            data_root = resolve_cifar_dir(args.data_root, dataset, download=download)
+            train_root = (
+                resolve_cifar_dir(args.train_root, dataset, download=download)
+                if args.train_root
+                else data_root
+            )
+    except FileNotFoundError as err:
+        parser.error(str(err))
     train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
-    val_set = load_dataset(dataset, root=args.data_root, train=False)
+    val_set = load_dataset(dataset, root=data_root, train=False)
     if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
         config = config.replace(crop_padding=training_crop_padding(dataset))
     noise = None

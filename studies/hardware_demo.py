@@ -42,7 +42,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-root", default=None, help="CIFAR-10 root (default: $AIMC_LSH_DATA)")
+    parser.add_argument(
+        "--data-root", default=None, help="CIFAR-10 root (default: $AIMC_LSH_DATA, else the download cache)"
+    )
+    parser.add_argument("--no-download", action="store_true", help="never download CIFAR-10 or the weights")
     parser.add_argument("--limit", type=int, default=None, help="first N test images (default: all 1,017)")
     parser.add_argument("--device", default="pcm", help="device profile name or YAML path")
     parser.add_argument("--kernel", default="learned_projection")
@@ -108,8 +111,10 @@ def main() -> None:
     """Run the accuracy sweep over time and print the accuracy and energy tables."""
     args = parse_args()
     torch.set_num_threads(args.threads)
-    backbone = al.models.get_backbone("cifar10_resnet20")
-    data = al.data.load_dataset("cifar10", root=args.data_root, train=False, limit=args.limit)
+    download = not args.no_download
+    backbone = al.models.get_backbone("cifar10_resnet20", download=download)
+    root = al.data.resolve_cifar_dir(args.data_root, "cifar10", download=download)
+    data = al.data.load_dataset("cifar10", root=root, train=False, limit=args.limit)
     loader = al.data.make_loader(data, batch_size=args.batch_size, augment=False, shuffle=False)
     digital = accuracy(backbone, loader)
     models = hashed_models(args, backbone)

@@ -4,8 +4,9 @@ Public API:
     make_loader(dataset, *, root, train, batch_size, augment, shuffle, limit, seed, download) -> DataLoader
     load_dataset(name, ...), cifar_dataset(...), CIFAR10(...), CIFAR100(...), digits_dataset(train)
     ImageTensorDataset (float images in [0, 1], int64 labels)
-    find_cifar_dir(root, dataset, download), load_cifar_arrays(...), read_cifar_batch(...),
-    download_cifar(...)
+    find_cifar_dir(root, dataset, download), resolve_cifar_dir(root, dataset, download) (the studies'
+    rule: a given root as is, else the cache, downloaded when missing), load_cifar_arrays(...),
+    read_cifar_batch(...), download_cifar(...)
     download_file(url, dest, sha256, ...), safe_extract_tar(archive, dest), verify_checksum, Checksum,
     ChecksumError, CifarFormatError
     random_crop, random_hflip, RandomCropFlip
@@ -30,6 +31,7 @@ from aimc_lsh.data.cifar import (
     load_cifar_arrays,
     read_cifar_batch,
     read_cifar_pickle,
+    resolve_cifar_dir,
 )
 from aimc_lsh.data.datasets import CIFAR10, CIFAR100, ImageTensorDataset, cifar_dataset
 from aimc_lsh.data.digits import digits_dataset, load_digits_tensors
@@ -58,6 +60,7 @@ __all__ = [
     "download_cifar",
     "download_file",
     "find_cifar_dir",
+    "resolve_cifar_dir",
     "load_cifar_arrays",
     "load_dataset",
     "load_digits_tensors",

@@ -35,6 +35,7 @@ __all__ = [
     "default_cache_dir",
     "download_cifar",
     "find_cifar_dir",
+    "resolve_cifar_dir",
     "load_cifar_arrays",
     "read_cifar_batch",
     "read_cifar_pickle",
@@ -278,8 +279,9 @@ def find_cifar_dir(
         The folder holding the batch files.
 
     Raises:
-        FileNotFoundError: If no folder is found and ``download`` is False (the message says how to
-            provide one).
+        FileNotFoundError: If no folder is found and ``download`` is False, or the download fails (the
+            message says where it looked and how to provide one).
+        ChecksumError: If a downloaded archive does not match the official digests.
         ValueError: If ``dataset`` is unknown.
 
     """
@@ -299,13 +301,57 @@ def find_cifar_dir(
     for folder in candidates:
         if _looks_like(folder, spec):
             return folder
-    if download:
-        return download_cifar(root, dataset)
     looked = " and ".join(f"{c}/" for c in candidates)
+    if download:
+        try:
+            return download_cifar(root, dataset)
+        except OSError as err:  # offline, or the server refused: say what was looked for, then why
+            raise FileNotFoundError(
+                f"{spec.name} not found in {looked} (root from {source}) and downloading it failed: {err}. "
+                f"Pass --data-root / root=<folder containing {spec.folder}/> or set {DATA_ENV}"
+            ) from err
     raise FileNotFoundError(
         f"{spec.name} not found: looked in {looked} (root from {source}) for "
         f"{', '.join((*spec.train_files, *spec.test_files))}. Pass --data-root / root=<folder containing "
         f"{spec.folder}/>, set {DATA_ENV}, or use download=True"
+    )
+
+
+def resolve_cifar_dir(
+    root: str | os.PathLike[str] | None = None, dataset: str = "cifar10", *, download: bool = True
+) -> Path:
+    """The CIFAR folder a command-line study reads, with the studies' download rule.
+
+    A root given as ``root`` or ``$AIMC_LSH_DATA`` is used as it is: a missing folder there is an error,
+    never a download into a folder the user named. With neither, the data live in the cache
+    (``$AIMC_LSH_CACHE/data`` or ``~/.cache/aimc_lsh/data``), downloaded and verified on first use
+    unless ``download`` is False (the studies' ``--no-download``).
+
+    Args:
+        root: Data root (``--data-root``), or None.
+        dataset: ``"cifar10"`` or ``"cifar100"``.
+        download: Allow the download into the cache.
+
+    Returns:
+        The folder holding the batch files.
+
+    Raises:
+        FileNotFoundError: If the data are not where the root says, or not cached and downloading is
+            off or fails (the message says how to provide them).
+        ChecksumError: If a downloaded archive does not match the official digests.
+
+    """
+    if root is not None or os.environ.get(DATA_ENV):
+        return find_cifar_dir(root, dataset)
+    if download:
+        return find_cifar_dir(None, dataset, download=True)
+    spec, cache = _spec(dataset), default_cache_dir("data")
+    if _looks_like(cache / spec.folder, spec):
+        return cache / spec.folder
+    raise FileNotFoundError(
+        f"no {spec.name} data: no data root given, {DATA_ENV} unset, nothing in the cache {cache}/ and "
+        f"downloading is off (--no-download). Pass --data-root <folder containing {spec.folder}/> or set "
+        f"{DATA_ENV}"
     )
 
 

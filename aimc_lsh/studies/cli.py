@@ -205,6 +205,13 @@ def add_common_arguments(
         "(default: $AIMC_LSH_MODELS, then the cache; downloaded with checksum when missing and online).",
     )
     data.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR-10 is read from the cache "
+        "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
+        "as the weights are",
+    )
+    data.add_argument(
         "--checkpoint",
         default="auto",
         help="Fine-tuned weights of the hashed model: a checkpoint file written by studies/finetune.py, or "

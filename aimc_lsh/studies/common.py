@@ -293,6 +293,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         data_root=args.data_root,
         models_root=args.models_root,
         limit=args.limit,
+        download=not args.no_download,
         batch_size=args.batch_size,
     )
     if args.checkpoint not in CHECKPOINT_CHOICES and not Path(args.checkpoint).expanduser().is_file():

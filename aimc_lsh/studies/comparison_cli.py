@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Folder or file with the ResNet-20 weights (default: $AIMC_LSH_MODELS, then the cache).",
     )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR-10 is read from the cache "
+        "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
+        "as the weights are",
+    )
     p.add_argument("--rows", default=",".join(ROWS), help="Comma-separated rows. Default: %(default)s")
     p.add_argument(
         "--budget",
@@ -111,7 +118,9 @@ def _setup(args: argparse.Namespace) -> tuple[ComparisonSetup, list[str]]:
         raise UsageError(f"--time takes one time > 0, got {args.time!r}")
     device.check_time(times[0])
     seeds = parse_int_list(args.seeds, "seed", minimum=0)
-    source = resolve_source(args.dataset, data_root=args.data_root, models_root=args.models_root)
+    source = resolve_source(
+        args.dataset, data_root=args.data_root, models_root=args.models_root, download=not args.no_download
+    )
     teacher = pretrained_model(source.context()).eval()
     train_set = load_dataset(args.dataset, root=source.data_root, train=True, limit=args.train_limit)
     test_set = load_dataset(args.dataset, root=source.data_root, train=False, limit=args.test_limit)

@@ -181,8 +181,13 @@ def resolve_source(
     models_root: str | None = None,
     limit: int | None = None,
     batch_size: int = 128,
+    download: bool = True,
 ) -> Source:
     """Validate the data and weights options: the CIFAR folder and the backbone weights must exist.
+
+    With no ``data_root`` and ``$AIMC_LSH_DATA`` unset, CIFAR-10 comes from the cache, downloaded with
+    checksums when missing (:func:`aimc_lsh.data.resolve_cifar_dir`); the weights likewise
+    (:func:`aimc_lsh.models.find_weights`). ``download=False`` (``--no-download``) forbids both downloads.
 
     Raises:
         ValueError: For an unknown dataset.
@@ -195,17 +200,17 @@ def resolve_source(
     backbone = BACKBONES[dataset]
     root: str | None = None
     if dataset == "cifar10":
-        from aimc_lsh.data import find_cifar_dir
+        from aimc_lsh.data import resolve_cifar_dir
         from aimc_lsh.models import backbone_spec, find_weights
 
         try:
-            root = str(find_cifar_dir(data_root, "cifar10"))
+            root = str(resolve_cifar_dir(data_root, "cifar10", download=download))
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{err}. For this study: --data-root <folder containing cifar-10-batches-py/> or "
                 "AIMC_LSH_DATA=<folder>, or --dataset digits (embedded, no files needed)"
             ) from None
-        models_root = str(find_weights(backbone_spec(backbone), path=models_root))
+        models_root = str(find_weights(backbone_spec(backbone), path=models_root, download=download))
     return Source(
         dataset=dataset,
         backbone=backbone,

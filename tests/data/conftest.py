@@ -1,6 +1,8 @@
 """Fixtures writing small CIFAR-format pickles (the real layout, a few images per batch)."""
 
+import hashlib
 import pickle
+import tarfile
 
 import numpy as np
 import pytest
@@ -61,3 +63,35 @@ def cifar100_root(tmp_path, monkeypatch):
     monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
     folder, train, test = write_cifar100(tmp_path)
     return tmp_path, train, test
+
+
+def serve_cifar10(tmp_path, monkeypatch):
+    """Register a small CIFAR-10 archive at a file URL, with its own digests, as the official download.
+
+    Also points the cache at ``tmp_path / "cache"`` and unsets ``AIMC_LSH_DATA``. Returns the test
+    batch's (images, labels).
+    """
+    from aimc_lsh.data import CIFAR_ARCHIVES
+    from aimc_lsh.data.cifar import CifarArchive
+
+    folder, _, test = write_cifar10(tmp_path / "src")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    blob = archive.read_bytes()
+    served = CifarArchive(
+        url=archive.as_uri(),
+        filename=CIFAR_ARCHIVES["cifar10"].filename,
+        md5=hashlib.md5(blob).hexdigest(),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size=len(blob),
+    )
+    monkeypatch.setitem(CIFAR_ARCHIVES, "cifar10", served)
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    monkeypatch.setenv("AIMC_LSH_CACHE", str(tmp_path / "cache"))
+    return test
+
+
+@pytest.fixture
+def served_cifar10(tmp_path, monkeypatch):
+    return serve_cifar10(tmp_path, monkeypatch)

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -161,3 +162,34 @@ def test_download_cifar_enforces_official_digests(tmp_path):
     ):
         download_cifar(tmp_path / "root", "cifar10", url=fake.as_uri(), progress=False)
     assert not (tmp_path / "root" / "cifar-10-batches-py").exists()
+
+
+def test_resolve_cifar_dir_downloads_into_the_cache_only_when_no_root_is_given(served_cifar10, tmp_path):
+    from aimc_lsh.data import load_dataset, resolve_cifar_dir
+
+    cached = tmp_path / "cache" / "data" / "cifar-10-batches-py"
+    with pytest.raises(FileNotFoundError, match=r"downloading is off \(--no-download\).*--data-root"):
+        resolve_cifar_dir(None, "cifar10", download=False)
+    with pytest.raises(
+        FileNotFoundError, match="CIFAR-10 not found"
+    ):  # a named root is never downloaded into
+        resolve_cifar_dir(tmp_path / "elsewhere", "cifar10")
+    assert not cached.exists() and not (tmp_path / "elsewhere").exists()
+
+    assert resolve_cifar_dir(None, "cifar10") == cached  # fetched, verified, extracted
+    assert not (cached.parent / "cifar-10-python.tar.gz").exists()
+    images, labels = served_cifar10
+    test = load_dataset("cifar10", root=cached, train=False)
+    assert len(test) == 9 and test.tensors()[1].tolist() == labels["labels"]
+    assert resolve_cifar_dir(None, "cifar10", download=False) == cached  # cached: no download needed
+
+
+def test_failed_cifar_download_says_where_it_looked(served_cifar10, tmp_path, monkeypatch):
+    from aimc_lsh.data import CIFAR_ARCHIVES, resolve_cifar_dir
+
+    gone = dataclasses.replace(CIFAR_ARCHIVES["cifar10"], url=(tmp_path / "gone.tar.gz").as_uri())
+    monkeypatch.setitem(CIFAR_ARCHIVES, "cifar10", gone)
+    with pytest.raises(
+        FileNotFoundError, match=r"not found in .*cache.*downloading it failed: cannot download"
+    ):
+        resolve_cifar_dir(None, "cifar10")

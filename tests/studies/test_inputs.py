@@ -56,10 +56,22 @@ def test_missing_cifar_data_says_how_to_provide_it(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "--data-root" in err and "AIMC_LSH_DATA" in err and "--dataset digits" in err
-    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
-    code = drift.main(["--out", str(tmp_path / "o")])
+    monkeypatch.setenv("AIMC_LSH_CACHE", str(tmp_path / "cache"))  # empty cache, downloads forbidden
+    code = drift.main(["--out", str(tmp_path / "o"), "--no-download"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "no CIFAR-10 data folder given" in err and "AIMC_LSH_DATA" in err
+    assert code == 2 and err.count("\n") == 0
+    assert "no CIFAR-10 data" in err and "--no-download" in err and "AIMC_LSH_DATA" in err
+
+
+def test_study_without_a_data_root_downloads_cifar_into_the_cache(tmp_path, monkeypatch):
+    from aimc_lsh.studies.workload import resolve_source
+    from tests.data.conftest import serve_cifar10
+
+    serve_cifar10(tmp_path, monkeypatch)  # the official archive's stand-in, at a file URL
+    source = resolve_source("cifar10")
+    assert source.data_root == str(tmp_path / "cache" / "data" / "cifar-10-batches-py")
+    assert (tmp_path / "cache" / "data" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert resolve_source("cifar10", download=False).data_root == source.data_root  # cached now
 
 
 @pytest.mark.parametrize(

@@ -174,3 +174,25 @@ def test_cli_feature_distillation_options(capsys):
         with pytest.raises(SystemExit) as exit_info:
             finetune.main([*common, *extra])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_says_how_to_provide_missing_cifar_data(tmp_path, monkeypatch, capsys):
+    from tests.data.conftest import write_cifar10
+
+    write_cifar10(tmp_path / "test_only")
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    monkeypatch.setenv("AIMC_LSH_CACHE", str(tmp_path / "cache"))  # nothing cached
+    common = ["--k", "16", "--epochs", "1", "--quiet"]
+    for extra, message in (
+        (["--no-download"], "downloading is off (--no-download)"),
+        (["--data-root", str(tmp_path / "nowhere")], "CIFAR-10 not found"),  # a named root: no download
+        (
+            ["--data-root", str(tmp_path / "test_only"), "--train-root", str(tmp_path / "nowhere")],
+            "not found",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            finetune.main([*common, *extra])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and "AIMC_LSH_DATA" in err
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "cache" / "data").exists()
