@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
     g.add_argument("--epochs", type=float, default=None)
-    g.add_argument("--time-budget", type=float, default=None, help="minutes (wall clock) for the whole run")
+    g.add_argument(
+        "--time-budget", type=float, default=None,
+        help="minutes (wall clock) for the whole run; without --epochs the budget alone sets the length "
+        "(otherwise the run stops at whichever comes first)",
+    )  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--lr-weights", type=float, default=None, help="weights learning rate (default 1e-3)")
     g.add_argument(
@@ -176,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+BUDGET_ONLY_EPOCHS = 1000.0
+"""Epoch cap of a ``--time-budget`` run without ``--epochs``: far above what any budget reaches, so the
+budget sets the length (TrainConfig's default of 10 epochs would end a 30-minute run after ~10 minutes
+on a fast host)."""
+
+
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the recipe with the explicit options applied."""
     names = {
@@ -189,6 +199,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
         changes["time_budget_s"] = 60.0 * args.time_budget
+        if "epochs" not in RECIPES[args.recipe]:  # calib: no end-to-end epochs, whatever the budget
+            changes.setdefault("epochs", BUDGET_ONLY_EPOCHS)
     if args.feature_kd_layers is not None:
         changes["feature_kd_layers"] = tuple(args.feature_kd_layers)
     if args.normalize_ste:

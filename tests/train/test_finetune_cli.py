@@ -196,3 +196,13 @@ def test_cli_says_how_to_provide_missing_cifar_data(tmp_path, monkeypatch, capsy
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and "AIMC_LSH_DATA" in err
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "cache" / "data").exists()
+
+
+def test_cli_time_budget_alone_sets_the_length():
+    parse = finetune.build_parser().parse_args
+    budget_only = finetune.train_config_from_args(parse(["--time-budget", "30"]))
+    assert budget_only.time_budget_s == 1800.0 and budget_only.epochs == finetune.BUDGET_ONLY_EPOCHS >= 1000
+    both = finetune.train_config_from_args(parse(["--time-budget", "30", "--epochs", "2"]))
+    assert both.time_budget_s == 1800.0 and both.epochs == 2.0
+    assert finetune.train_config_from_args(parse([])).epochs == 10.0  # TrainConfig's default
+    assert finetune.train_config_from_args(parse(["--time-budget", "5", "--recipe", "calib"])).epochs == 0
