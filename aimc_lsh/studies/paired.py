@@ -19,13 +19,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["BASE_KEYS", "RESULT_COLUMNS", "paired_differences", "differing_columns"]
+__all__ = ["BASE_KEYS", "IDENTITY_COLUMNS", "RESULT_COLUMNS", "paired_differences", "differing_columns"]
 
 BASE_KEYS = ("placement", "t_seconds", "program_seed")
 """Columns that always identify a draw: where the model runs, when it is read, which chip it is on."""
 
 RESULT_COLUMNS = frozenset({"accuracy", "n_correct", "n_images", "t_label"})
 """Measured (or derived) columns: never matched on."""
+
+IDENTITY_COLUMNS = frozenset({"variant_id", "checkpoint", "checkpoint_sha256"})
+"""Columns naming the model (``variant_id`` hashes the model with its configuration): they differ between
+the two sweeps by design, so they are never matched on, even where they vary inside a sweep."""
 
 
 def _check_columns(frame: pd.DataFrame, label: str, needed: Sequence[str]) -> None:
@@ -40,7 +44,8 @@ def _check_columns(frame: pd.DataFrame, label: str, needed: Sequence[str]) -> No
 def _keys(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> list[str]:
     """The base keys, ``on``, and every shared configuration column that varies inside either sweep."""
     keys = list(dict.fromkeys([*BASE_KEYS, *on]))
-    shared = [c for c in a.columns if c in b.columns and c not in RESULT_COLUMNS and c not in keys]
+    skip = RESULT_COLUMNS | IDENTITY_COLUMNS
+    shared = [c for c in a.columns if c in b.columns and c not in skip and c not in keys]
     for column in shared:
         if a[column].nunique(dropna=False) > 1 or b[column].nunique(dropna=False) > 1:
             keys.append(column)

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cell(value: object) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)
 
 
 def format_table(summary: pd.DataFrame, value: str = "accuracy") -> str:

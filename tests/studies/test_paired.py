@@ -19,6 +19,7 @@ def _sweep(accuracy_of, checkpoint="a.pt", offsets=(0.0,)):
                     rows.append({
                         "placement": placement, "t_seconds": t, "program_seed": seed,
                         "sense_amp.offset_std": offset, "checkpoint": checkpoint, "device.name": "pcm",
+                        "variant_id": f"{checkpoint}-{placement}-{offset}",  # differs between sweeps
                         "t_label": "1s" if t == 1.0 else "1d",
                         "accuracy": accuracy_of(placement, t, offset, seed),
                     })  # fmt: skip
@@ -35,7 +36,7 @@ def test_differences_per_point_with_standard_error():
     assert np.allclose(out["diff"], gains.mean())
     assert np.allclose(out["diff_sem"], gains.std(ddof=1) / 2)
     assert np.allclose(out["mean_b"] - out["mean_a"], out["diff"])
-    assert differing_columns(a, b) == ["checkpoint"]
+    assert differing_columns(a, b) == ["checkpoint"]  # variant_id varies inside each sweep
 
 
 def test_a_column_that_varies_inside_a_sweep_is_matched_on():
