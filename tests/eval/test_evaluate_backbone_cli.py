@@ -35,3 +35,15 @@ def test_cli_reports_missing_data(tmp_path, monkeypatch):
     monkeypatch.setenv("AIMC_LSH_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError):
         _load().main(["--no-download", "--weights", str(tmp_path)])
+
+
+def test_cli_fetches_cifar_into_the_cache_but_never_into_a_named_folder(tmp_path, monkeypatch):
+    from tests.data.conftest import serve_cifar10
+
+    serve_cifar10(tmp_path, monkeypatch)  # the official archive's stand-in, at a file URL; empty cache
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
+        _load().main(["--data-root", str(tmp_path / "named"), "--no-progress"])
+    assert not (tmp_path / "named").exists()
+    results = _load().main(["--no-progress"])  # no root: fetched into the cache, verified, evaluated
+    assert results["n_images"] == 9
+    assert (tmp_path / "cache" / "data" / "cifar-10-batches-py" / "test_batch").is_file()
