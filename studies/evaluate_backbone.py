@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from aimc_lsh.data import make_loader, resolve_cifar_dir
+from aimc_lsh.data import make_loader, resolve_data_root
 from aimc_lsh.eval import bitbybit_score, evaluate
 from aimc_lsh.models import backbone_names, backbone_spec, get_backbone
 from aimc_lsh.utils import atomic_write_text
@@ -60,9 +60,7 @@ def _run(args: argparse.Namespace) -> dict:
     spec = backbone_spec(args.backbone)
     download = not args.no_download
     model = get_backbone(args.backbone, path=args.weights, download=download)
-    root = args.data_root
-    if spec.dataset != "digits":  # the studies' rule: a named root as is, else the cache (fetched once)
-        root = resolve_cifar_dir(args.data_root, spec.dataset, download=download)
+    root = resolve_data_root(spec.dataset, args.data_root, download=download)
     loader = make_loader(spec.dataset, root=root, train=False, batch_size=args.batch_size, limit=args.limit)
     progress = not args.no_progress
     base = evaluate(model, loader, progress=progress, desc=args.backbone)

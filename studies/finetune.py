@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
-    from aimc_lsh.data import load_dataset, resolve_cifar_dir, training_crop_padding
+    from aimc_lsh.data import load_dataset, resolve_data_root, training_crop_padding
     from aimc_lsh.eval import bitbybit_score
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
@@ -264,14 +264,10 @@ def main(argv: list[str] | None = None) -> dict:
     download = not args.no_download
     try:  # missing data or weights: one line, before anything is built
         teacher = get_backbone(args.model, path=args.weights, download=download)
-        data_root = train_root = None
-        if dataset != "digits":
-            data_root = resolve_cifar_dir(args.data_root, dataset, download=download)
-            train_root = (
-                resolve_cifar_dir(args.train_root, dataset, download=download)
-                if args.train_root
-                else data_root
-            )
+        data_root = resolve_data_root(dataset, args.data_root, download=download)
+        train_root = (
+            resolve_data_root(dataset, args.train_root, download=download) if args.train_root else data_root
+        )
     except FileNotFoundError as err:
         parser.error(str(err))
     train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)

@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimc_lsh.data import load_dataset, make_loader, resolve_cifar_dir  # noqa: E402
+from aimc_lsh.data import load_dataset, make_loader, resolve_data_root  # noqa: E402
 from aimc_lsh.eval import evaluate  # noqa: E402
 from aimc_lsh.eval.complexity import count_params_flops  # noqa: E402
 from aimc_lsh.models import get_backbone  # noqa: E402
@@ -172,9 +172,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
     backbone = args.backbone or DEFAULT_BACKBONES[args.dataset]
     download = not args.no_download
     model = get_backbone(backbone, path=args.weights, download=download).eval()
-    root = args.data_root
-    if args.dataset != "digits":  # the studies' rule: a named root as is, else the cache (fetched once)
-        root = resolve_cifar_dir(args.data_root, args.dataset, download=download)
+    root = resolve_data_root(args.dataset, args.data_root, download=download)
     test_set = load_dataset(args.dataset, root=root, train=False, limit=args.eval_limit)
     training = args.finetune_steps > 0 or args.merge_aware_steps > 0
     train_limit = args.train_limit if training else max(args.calib_images, 1)

@@ -5,7 +5,8 @@ Public API:
     load_dataset(name, ...), cifar_dataset(...), CIFAR10(...), CIFAR100(...), digits_dataset(train)
     ImageTensorDataset (float images in [0, 1], int64 labels)
     find_cifar_dir(root, dataset, download), resolve_cifar_dir(root, dataset, download) (the studies'
-    rule: a given root as is, else the cache, downloaded when missing), load_cifar_arrays(...),
+    rule: a given root as is, else the cache, downloaded when missing), resolve_data_root(dataset, root,
+    download) (the same for any dataset name: None for digits), load_cifar_arrays(...),
     read_cifar_batch(...), download_cifar(...)
     download_file(url, dest, sha256, ...), safe_extract_tar(archive, dest), verify_checksum, Checksum,
     ChecksumError, CifarFormatError
@@ -36,7 +37,7 @@ from aimc_lsh.data.cifar import (
 from aimc_lsh.data.datasets import CIFAR10, CIFAR100, ImageTensorDataset, cifar_dataset
 from aimc_lsh.data.digits import digits_dataset, load_digits_tensors
 from aimc_lsh.data.download import Checksum, ChecksumError, download_file, safe_extract_tar, verify_checksum
-from aimc_lsh.data.loaders import DATASETS, BatchCollate, load_dataset, make_loader
+from aimc_lsh.data.loaders import DATASETS, BatchCollate, load_dataset, make_loader, resolve_data_root
 
 __all__ = [
     "CACHE_ENV",
@@ -61,6 +62,7 @@ __all__ = [
     "download_file",
     "find_cifar_dir",
     "resolve_cifar_dir",
+    "resolve_data_root",
     "load_cifar_arrays",
     "load_dataset",
     "load_digits_tensors",

@@ -17,6 +17,7 @@ a foreign pickle cannot execute code. The data root comes from an argument (``--
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -346,8 +347,8 @@ def resolve_cifar_dir(
     if download:
         return find_cifar_dir(None, dataset, download=True)
     spec, cache = _spec(dataset), default_cache_dir("data")
-    if _looks_like(cache / spec.folder, spec):
-        return cache / spec.folder
+    with contextlib.suppress(FileNotFoundError):  # already in the cache
+        return find_cifar_dir(cache, dataset)
     raise FileNotFoundError(
         f"no {spec.name} data: no data root given, {DATA_ENV} unset, nothing in the cache {cache}/ and "
         f"downloading is off (--no-download). Pass --data-root <folder containing {spec.folder}/> or set "

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from torch.utils.data import DataLoader
 
 from aimc_lsh.data.augment import RandomCropFlip
+from aimc_lsh.data.cifar import resolve_cifar_dir
 from aimc_lsh.data.datasets import ImageTensorDataset, cifar_dataset
 from aimc_lsh.data.digits import digits_dataset
 from aimc_lsh.utils import check_seed, make_generator
 
-__all__ = ["DATASETS", "BatchCollate", "load_dataset", "make_loader"]
+__all__ = ["DATASETS", "BatchCollate", "load_dataset", "make_loader", "resolve_data_root"]
 
 DATASETS = ("cifar10", "cifar100", "digits")
 """Dataset names :func:`make_loader` and :func:`load_dataset` accept."""
@@ -45,6 +47,26 @@ class BatchCollate:
 
             batch = default_collate(batch)
         return self.transform(batch) if self.transform is not None else batch
+
+
+def resolve_data_root(
+    dataset: str, root: str | os.PathLike[str] | None = None, *, download: bool = True
+) -> Path | None:
+    """Where a command line reads ``dataset``: the CIFAR folder by the studies' rule, None for digits.
+
+    CIFAR follows :func:`aimc_lsh.data.resolve_cifar_dir` (a named root as it is, else the cache,
+    downloaded on first use unless ``download`` is False); the embedded digits need no files.
+
+    Raises:
+        ValueError: If ``dataset`` is unknown.
+        FileNotFoundError: As :func:`aimc_lsh.data.resolve_cifar_dir`.
+
+    """
+    if dataset == "digits":
+        return None
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+    return resolve_cifar_dir(root, dataset, download=download)
 
 
 def load_dataset(

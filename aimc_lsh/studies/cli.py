@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aimc_lsh.studies.runner import Sweep
 
 __all__ = [
+    "NO_DOWNLOAD_HELP",
     "StudyParser",
     "UsageError",
     "DURATION_UNITS",
@@ -61,6 +62,14 @@ DURATION_UNITS: dict[str, float] = {
 """Duration suffixes: seconds, minutes, hours, days, weeks, months (30 days), years (365 days)."""
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
+
+
+NO_DOWNLOAD_HELP = (
+    "never download: without --data-root / $AIMC_LSH_DATA, CIFAR-10 is read from the cache "
+    "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
+    "as the weights are"
+)
+"""Help of ``--no-download`` in every study's parser."""
 
 
 def parse_duration(text: str) -> float:
@@ -204,13 +213,7 @@ def add_common_arguments(
         help="Folder (or file) with the pretrained ResNet-20 weights resnet20-12fca82f.th "
         "(default: $AIMC_LSH_MODELS, then the cache; downloaded with checksum when missing and online).",
     )
-    data.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR-10 is read from the cache "
-        "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
-        "as the weights are",
-    )
+    data.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
     data.add_argument(
         "--checkpoint",
         default="auto",

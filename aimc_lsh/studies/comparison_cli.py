@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES
-from aimc_lsh.studies.cli import StudyParser, UsageError, parse_durations, parse_int_list
+from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP, StudyParser, UsageError, parse_durations, parse_int_list
 from aimc_lsh.studies.comparison import ROWS, ComparisonSetup, comparison_table, run_comparison
 
 __all__ = ["build_parser", "main"]
@@ -46,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Folder or file with the ResNet-20 weights (default: $AIMC_LSH_MODELS, then the cache).",
     )
-    p.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR-10 is read from the cache "
-        "($AIMC_LSH_CACHE/data or ~/.cache/aimc_lsh/data) and fetched there with checksums on first use, "
-        "as the weights are",
-    )
+    p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
     p.add_argument("--rows", default=",".join(ROWS), help="Comma-separated rows. Default: %(default)s")
     p.add_argument(
         "--budget",

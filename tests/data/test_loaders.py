@@ -86,3 +86,13 @@ def test_loader_errors(cifar10_root):
     assert isinstance(
         make_loader("cifar10", root=root, train=True, augment=True).collate_fn.transform, RandomCropFlip
     )
+
+
+def test_resolve_data_root_per_dataset(cifar10_root):
+    from aimc_lsh.data import resolve_data_root
+
+    root, _, _ = cifar10_root
+    assert resolve_data_root("digits", "/ignored") is None  # embedded: no files
+    assert resolve_data_root("cifar10", root) == root / "cifar-10-batches-py"
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; allowed: cifar10, cifar100, digits"):
+        resolve_data_root("mnist")
