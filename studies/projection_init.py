@@ -1,0 +1,193 @@
+"""How well SimHash estimates each layer's dot products with random, orthogonal or data-fitted projections.
+
+For every hashed layer of a pretrained backbone the script measures the estimate
+``||x|| ||w|| cos(pi/2 (1 - s))`` against the exact layer output on test-image activations of the digital
+model, for three projections with the same k: i.i.d. Gaussian rows (the default), orthonormal rows
+(``--orthogonal`` in finetune.py), and orthonormal rows drawn inside the principal subspace of the layer's
+training-image input patches holding ``--energy`` of their second moment
+(:mod:`aimc_lsh.kernels.subspace`; its estimate uses ``||B^T w||``, the part of a weight row the inputs
+can meet). It prints and writes (``--out``, CSV) the correlation and relative error per layer.
+
+``--write-init PATH`` also saves the model hashed with the fitted projections (``--kernel``, orthonormal
+rows, the ``--skip`` layers digital) as a checkpoint for ``finetune.py --init-from PATH`` with the same
+``--kernel --k --skip --orthogonal --seed``. Its layers still scale by ``||w||``, so each output channel is
+off by ``||w|| / ||B^T w||`` until BatchNorm re-adapts (training does this); it is a starting point for
+fine-tuning, not a hashed model to evaluate as is.
+
+    python studies/projection_init.py --data-root ../shared/data/cifar10-exact-subset \
+        --weights ../shared/models/akamaster_resnet20-12fca82f.th --k 256 --out results/projection_init.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP  # noqa: E402
+
+KERNELS = ("random_projection", "learned_projection")
+"""Kernels whose projection the study can replace by the fitted one."""
+
+MAX_TEST_ROWS = 20_000
+"""Test patches per layer kept for the quality figures (the first ones, in image order)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="cifar10_resnet20", help="backbone (default: %(default)s)")
+    p.add_argument("--weights", default=None, help="weights file (default: cache / $AIMC_LSH_MODELS)")
+    p.add_argument("--data-root", default=None, help="CIFAR folder (default: $AIMC_LSH_DATA or the cache)")
+    p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
+    p.add_argument("--kernel", default="learned_projection", choices=KERNELS,
+                   help="kernel of the --write-init model (default: %(default)s)")  # fmt: skip
+    p.add_argument("--k", type=int, default=256, help="hash bits per layer (default: %(default)s)")
+    p.add_argument("--energy", type=float, default=0.9,
+                   help="share of the input patches' second moment the fitted subspace holds, in (0, 1] "
+                        "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--images", type=int, default=512, help="training images to fit on (default: 512)")
+    p.add_argument("--test-images", type=int, default=32, help="test images to measure on (default: 32)")
+    p.add_argument("--skip", nargs="*", default=["conv1", "linear"],
+                   help="layers left digital (default: %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="projection seed, as finetune.py --seed (default: 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", default=None, help="CSV of the per-layer figures (written atomically)")
+    p.add_argument("--write-init", default=None, help="save the fitted hashed model here (for --init-from)")
+    return p
+
+
+def patches(layer: nn.Module, x: Tensor) -> Tensor:
+    """Rows of the input patches the digital ``layer`` (Conv2d or Linear) multiplies, float64 (n, d)."""
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, layer.in_features).double()
+    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double()
+
+
+def layer_inputs(model: nn.Module, paths: list[str], images: Tensor) -> dict[str, list[Tensor]]:
+    """Inputs of the modules at ``paths`` while ``model`` runs on ``images`` in batches of 128."""
+    found: dict[str, list[Tensor]] = {p: [] for p in paths}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[p].register_forward_pre_hook(lambda _m, args, p=p: found[p].append(args[0].detach()))
+        for p in paths
+    ]
+    try:
+        with torch.no_grad():
+            for batch in images.split(128):
+                model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def quality(estimate: Tensor, exact: Tensor) -> tuple[float, float]:
+    """Correlation of the estimate with the exact outputs and its relative error ``||e - y|| / ||y||``."""
+    corr = torch.corrcoef(torch.stack([estimate.flatten(), exact.flatten()]))[0, 1]
+    return float(corr), float((estimate - exact).norm() / exact.norm())
+
+
+def simhash_estimate(x: Tensor, w: Tensor, p: Tensor, w_norm: Tensor) -> Tensor:
+    """``||x|| w_norm sin(pi/2 s)`` with ``s`` the code similarity under projection ``p``."""
+    p = p.double()
+    s = torch.sign(x @ p.T) @ torch.sign(w @ p.T).T / p.shape[0]
+    return x.norm(dim=1, keepdim=True) * w_norm * torch.sin(0.5 * math.pi * s)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Run the CLI; returns the per-layer table."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.k <= 0 or args.images <= 0 or args.test_images <= 0:
+        counts = f"{args.k}, {args.images}, {args.test_images}"
+        parser.error(f"--k, --images and --test-images must be > 0, got {counts}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from aimc_lsh.data import load_dataset, resolve_data_root
+    from aimc_lsh.kernels import HashConfig, random_projection
+    from aimc_lsh.kernels.subspace import check_energy, principal_basis, subspace_projection
+    from aimc_lsh.models import get_backbone
+    from aimc_lsh.nn import hashed_layers, patch_model
+    from aimc_lsh.train.checkpoint import FORMAT
+    from aimc_lsh.utils import atomic_write_bytes, atomic_write_text
+
+    try:
+        check_energy(args.energy, "--energy")
+    except ValueError as err:
+        parser.error(str(err))
+    dataset = "cifar100" if "cifar100" in args.model else "cifar10"
+    if args.model.startswith("digits"):
+        dataset = "digits"
+    download = not args.no_download
+    try:
+        teacher = get_backbone(args.model, path=args.weights, download=download).eval()
+        root = resolve_data_root(dataset, args.data_root, download=download)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    fit_images = load_dataset(dataset, root=root, train=True, limit=args.images).tensors()[0]
+    test_images = load_dataset(dataset, root=root, limit=args.test_images).tensors()[0]
+    try:
+        config = HashConfig(kernel=args.kernel, hash_length=args.k, orthogonal=True, seed=args.seed)
+        student = patch_model(teacher, config, skip=args.skip)
+    except ValueError as err:
+        parser.error(str(err))
+    layers = dict(hashed_layers(student))
+    if not layers:
+        parser.error(f"--skip {' '.join(args.skip)} leaves no layer of {args.model} to hash")
+    fit = layer_inputs(teacher, list(layers), fit_images)
+    test = layer_inputs(teacher, list(layers), test_images)
+    digital = dict(teacher.named_modules())
+    rows = []
+    for path, layer in layers.items():
+        if len(layer.kernels) != 1:
+            parser.error(f"{path} is tiled; this study fits one projection per layer")
+        x_fit = torch.cat([patches(digital[path], x) for x in fit[path]])
+        x_test = torch.cat([patches(digital[path], x) for x in test[path]])
+        x_test = x_test[x_test.norm(dim=1) > 0][:MAX_TEST_ROWS]
+        w = layer.weight_tile(0, 0).detach().double()
+        exact = x_test @ w.T
+        basis = principal_basis(x_fit.T @ x_fit / len(x_fit), args.energy)
+        kernel = layer.kernel(0, 0)
+        seed = layer.seed * 1_000_003 % 2**63  # the seed patch_model gave tile pair 0
+        d = w.shape[1]
+        fitted = subspace_projection(args.k, basis, orthogonal=True, seed=seed)
+        estimates = {
+            "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed), w.norm(dim=1)),
+            "orthogonal": simhash_estimate(
+                x_test, w, random_projection(args.k, d, orthogonal=True, seed=seed), w.norm(dim=1)
+            ),
+            "fitted": simhash_estimate(x_test, w, fitted, (w @ basis).norm(dim=1)),
+        }
+        row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k}
+        for name, estimate in estimates.items():
+            row[f"{name}_corr"], row[f"{name}_rel_err"] = quality(estimate, exact)
+        rows.append(row)
+        with torch.no_grad():
+            kernel.P.copy_(fitted)
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        atomic_write_text(args.out, table.to_csv(index=False))
+    if args.write_init:
+        buffer = io.BytesIO()
+        saved = {"format": FORMAT, "model_state": student.state_dict(), "projection_init": vars(args)}
+        torch.save(saved, buffer)
+        atomic_write_bytes(args.write_init, buffer.getvalue())
+        print(f"fitted model: {args.write_init} (finetune.py --init-from it with --kernel {args.kernel} "
+              f"--k {args.k} --orthogonal --seed {args.seed} --skip {' '.join(args.skip)})")  # fmt: skip
+    return table
+
+
+if __name__ == "__main__":
+    main()
