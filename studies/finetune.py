@@ -47,6 +47,9 @@ from aimc_lsh.train import (  # noqa: E402
 from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
 from aimc_lsh.train.noise import HASHED_PLACEMENTS  # noqa: E402
 
+FIT_IMAGES = 512
+"""Training images ``--fit-projections`` measures the layers' inputs on (the first ones, not augmented)."""
+
 
 def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[str, int]]:
     """Overrides giving every patchable layer ``k = out_channels`` (``out_features`` for linear layers)."""
@@ -78,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
     g.add_argument("--skip", nargs="*", default=[], help="module paths left digital")
     g.add_argument("--conventional", action="store_true", help="no hashing: conventional baseline")
+    g.add_argument(
+        "--fit-projections",
+        type=float,
+        default=None,
+        metavar="ENERGY",
+        help="draw each hashed layer's projection inside the principal subspace of its inputs holding this "
+        f"share in (0, 1] of their second moment, measured on the first {FIT_IMAGES} training images "
+        "(random_projection / learned_projection; measured with 0.9 and --orthogonal: docs/training.md)",
+    )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
@@ -214,6 +226,26 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.for_recipe(args.recipe, **changes)
 
 
+def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with one line when ``--fit-projections`` cannot apply."""
+    if args.fit_projections is None:
+        return
+    from aimc_lsh.kernels.subspace import check_energy
+
+    try:
+        check_energy(args.fit_projections, "--fit-projections")
+    except ValueError as err:
+        parser.error(str(err))
+    if args.conventional or args.kernel not in ("random_projection", "learned_projection"):
+        parser.error(
+            "--fit-projections needs --kernel random_projection or learned_projection (not --conventional)"
+        )
+    if args.init_from:
+        parser.error(
+            "--fit-projections and --init-from exclude each other (the checkpoint's projections win)"
+        )
+
+
 def check_hwa_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop (exit 2, one line) on hardware-aware-training options that would be ignored or clash."""
     if args.weight_clip is not None and not args.device_profile:
@@ -246,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_hwa_options(parser, args)
+    check_projection_fit(parser, args)
     try:  # every bad number stops here, before data is loaded
         config = train_config_from_args(args)
     except ValueError as err:
@@ -303,6 +336,12 @@ def main(argv: list[str] | None = None) -> dict:
             calib = train_set.images[:512]
             calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
             prepare_model(student, list(calib.split(128)))
+        if args.fit_projections is not None:
+            from aimc_lsh.nn.projection_fit import fit_projections
+
+            fit = train_set.images[:FIT_IMAGES]
+            fit_projections(student, fit.float().div(255.0) if fit.dtype == torch.uint8 else fit,
+                            energy=args.fit_projections)  # fmt: skip
     if config.feature_kd > 0:
         from aimc_lsh.train.feature_taps import check_module_paths, default_feature_layers
 
@@ -329,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": result.steps, "steps_per_epoch": result.steps_per_epoch,
         "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
-        "init_from": args.init_from,
+        "init_from": args.init_from, "fit_projections": args.fit_projections,
         "prior_steps": None if prior is None else int(prior.get("step", 0)),
         "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
         "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),

@@ -5,12 +5,14 @@ For every hashed layer of a pretrained backbone the script measures the estimate
 model, for three projections with the same k: i.i.d. Gaussian rows (the default), orthonormal rows
 (``--orthogonal`` in finetune.py), and orthonormal rows drawn inside the principal subspace of the layer's
 training-image input patches holding ``--energy`` of their second moment
-(:mod:`aimc_lsh.kernels.subspace`; its estimate uses ``||B^T w||``, the part of a weight row the inputs
-can meet). It prints and writes (``--out``, CSV) the correlation and relative error per layer.
+(:func:`aimc_lsh.nn.projection_fit.fit_projections`; its estimate uses ``||B^T w||``, the part of a
+weight row the inputs can meet). It prints and writes (``--out``, CSV) the correlation and relative error
+per layer.
 
 ``--write-init PATH`` also saves the model hashed with the fitted projections (``--kernel``, orthonormal
 rows, the ``--skip`` layers digital) as a checkpoint for ``finetune.py --init-from PATH`` with the same
-``--kernel --k --skip --orthogonal --seed``. Its layers still scale by ``||w||``, so each output channel is
+``--kernel --k --skip --orthogonal --seed`` (``finetune.py --fit-projections ENERGY`` does the same fit
+itself, on the same 512 training images). Its layers still scale by ``||w||``, so each output channel is
 off by ``||w|| / ||B^T w||`` until BatchNorm re-adapts (training does this); it is a starting point for
 fine-tuning, not a hashed model to evaluate as is.
 
@@ -28,7 +30,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,14 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="CSV of the per-layer figures (written atomically)")
     p.add_argument("--write-init", default=None, help="save the fitted hashed model here (for --init-from)")
     return p
-
-
-def patches(layer: nn.Module, x: Tensor) -> Tensor:
-    """Rows of the input patches the digital ``layer`` (Conv2d or Linear) multiplies, float64 (n, d)."""
-    if isinstance(layer, nn.Linear):
-        return x.reshape(-1, layer.in_features).double()
-    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double()
 
 
 def layer_inputs(model: nn.Module, paths: list[str], images: Tensor) -> dict[str, list[Tensor]]:
@@ -116,9 +109,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
     from aimc_lsh.data import load_dataset, resolve_data_root
     from aimc_lsh.kernels import HashConfig, random_projection
-    from aimc_lsh.kernels.subspace import check_energy, principal_basis, subspace_projection
+    from aimc_lsh.kernels.subspace import check_energy
     from aimc_lsh.models import get_backbone
     from aimc_lsh.nn import hashed_layers, patch_model
+    from aimc_lsh.nn.projection_fit import fit_projections, input_patches
     from aimc_lsh.train.checkpoint import FORMAT
     from aimc_lsh.utils import atomic_write_bytes, atomic_write_text
 
@@ -145,36 +139,30 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     layers = dict(hashed_layers(student))
     if not layers:
         parser.error(f"--skip {' '.join(args.skip)} leaves no layer of {args.model} to hash")
-    fit = layer_inputs(teacher, list(layers), fit_images)
+    tiled = [p for p, layer in layers.items() if len(layer.kernels) != 1]
+    if tiled:
+        parser.error(f"{', '.join(tiled)}: tiled layers; this study compares one projection per layer")
     test = layer_inputs(teacher, list(layers), test_images)
+    bases = fit_projections(student, fit_images, energy=args.energy)  # the fitted P, in place
     digital = dict(teacher.named_modules())
     rows = []
     for path, layer in layers.items():
-        if len(layer.kernels) != 1:
-            parser.error(f"{path} is tiled; this study fits one projection per layer")
-        x_fit = torch.cat([patches(digital[path], x) for x in fit[path]])
-        x_test = torch.cat([patches(digital[path], x) for x in test[path]])
+        x_test = torch.cat([input_patches(digital[path], x) for x in test[path]])
         x_test = x_test[x_test.norm(dim=1) > 0][:MAX_TEST_ROWS]
         w = layer.weight_tile(0, 0).detach().double()
-        exact = x_test @ w.T
-        basis = principal_basis(x_fit.T @ x_fit / len(x_fit), args.energy)
-        kernel = layer.kernel(0, 0)
+        exact, basis, d = x_test @ w.T, bases[path][0], w.shape[1]
         seed = layer.seed * 1_000_003 % 2**63  # the seed patch_model gave tile pair 0
-        d = w.shape[1]
-        fitted = subspace_projection(args.k, basis, orthogonal=True, seed=seed)
         estimates = {
             "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed), w.norm(dim=1)),
             "orthogonal": simhash_estimate(
                 x_test, w, random_projection(args.k, d, orthogonal=True, seed=seed), w.norm(dim=1)
             ),
-            "fitted": simhash_estimate(x_test, w, fitted, (w @ basis).norm(dim=1)),
+            "fitted": simhash_estimate(x_test, w, layer.kernel(0, 0).P.detach(), (w @ basis).norm(dim=1)),
         }
         row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k}
         for name, estimate in estimates.items():
             row[f"{name}_corr"], row[f"{name}_rel_err"] = quality(estimate, exact)
         rows.append(row)
-        with torch.no_grad():
-            kernel.P.copy_(fitted)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
