@@ -18,6 +18,7 @@ from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
 from aimc_lsh.kernels.ste import STE_MODES, hard_sign, sign_ste
+from aimc_lsh.kernels.subspace import principal_basis, subspace_projection
 
 __all__ = [
     "HASH_FIELDS",
@@ -43,6 +44,7 @@ __all__ = [
     "lookup_table",
     "needs_grad",
     "patch_norms",
+    "principal_basis",
     "quantize_table",
     "random_projection",
     "register_kernel",
@@ -50,4 +52,5 @@ __all__ = [
     "safe_sqrt",
     "sign_ste",
     "squared_distances",
+    "subspace_projection",
 ]

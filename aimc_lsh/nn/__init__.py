@@ -29,6 +29,7 @@ from aimc_lsh.nn.patching import (
 )
 from aimc_lsh.nn.pq_calibration import calibrate_pq, needs_data, pq_layers, prepare_model
 from aimc_lsh.nn.pq_layers import PQConv2d, PQLayer, PQLinear
+from aimc_lsh.nn.projection_fit import fit_projections
 from aimc_lsh.nn.reference import unfold_forward, unfold_reference_model
 from aimc_lsh.nn.rehash import RehashTracker, cohesion_penalty
 
@@ -50,6 +51,7 @@ __all__ = [
     "calibrate_pq",
     "cohesion_penalty",
     "find_merge_chains",
+    "fit_projections",
     "hashed_layers",
     "layer_seed",
     "merge_neurons",
