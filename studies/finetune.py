@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
+from aimc_lsh.studies.workload import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
     RECIPES,
@@ -46,9 +47,6 @@ from aimc_lsh.train import (  # noqa: E402
 )
 from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
 from aimc_lsh.train.noise import HASHED_PLACEMENTS  # noqa: E402
-
-FIT_IMAGES = 512
-"""Training images ``--fit-projections`` measures the layers' inputs on (the first ones, not augmented)."""
 
 
 def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[str, int]]:
@@ -87,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ENERGY",
         help="draw each hashed layer's projection inside the principal subspace of its inputs holding this "
-        f"share in (0, 1] of their second moment, measured on the first {FIT_IMAGES} training images "
+        f"share in (0, 1] of their second moment, measured on the first {CALIBRATION_IMAGES} training images "
         "(random_projection / learned_projection; measured with 0.9 and --orthogonal: docs/training.md)",
     )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
@@ -231,15 +229,14 @@ def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespa
     if args.fit_projections is None:
         return
     from aimc_lsh.kernels.subspace import check_energy
+    from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS
 
     try:
         check_energy(args.fit_projections, "--fit-projections")
     except ValueError as err:
         parser.error(str(err))
-    if args.conventional or args.kernel not in ("random_projection", "learned_projection"):
-        parser.error(
-            "--fit-projections needs --kernel random_projection or learned_projection (not --conventional)"
-        )
+    if args.conventional or args.kernel not in FITTABLE_KERNELS:
+        parser.error(f"--fit-projections needs --kernel {' or '.join(FITTABLE_KERNELS)} (not --conventional)")
     if args.init_from:
         parser.error(
             "--fit-projections and --init-from exclude each other (the checkpoint's projections win)"
@@ -332,16 +329,14 @@ def main(argv: list[str] | None = None) -> dict:
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
-        if needs_data(student):  # PQ codebooks: k-means on training activations, never the test split
-            calib = train_set.images[:512]
-            calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
+        calib = train_set.images[:CALIBRATION_IMAGES]  # training activations, never the test split
+        calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
+        if needs_data(student):  # PQ codebooks: k-means
             prepare_model(student, list(calib.split(128)))
         if args.fit_projections is not None:
             from aimc_lsh.nn.projection_fit import fit_projections
 
-            fit = train_set.images[:FIT_IMAGES]
-            fit_projections(student, fit.float().div(255.0) if fit.dtype == torch.uint8 else fit,
-                            energy=args.fit_projections)  # fmt: skip
+            fit_projections(student, calib, energy=args.fit_projections)
     if config.feature_kd > 0:
         from aimc_lsh.train.feature_taps import check_module_paths, default_feature_layers
 

@@ -34,10 +34,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS  # noqa: E402
 from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP  # noqa: E402
-
-KERNELS = ("random_projection", "learned_projection")
-"""Kernels whose projection the study can replace by the fitted one."""
+from aimc_lsh.studies.workload import CALIBRATION_IMAGES  # noqa: E402
 
 MAX_TEST_ROWS = 20_000
 """Test patches per layer kept for the quality figures (the first ones, in image order)."""
@@ -50,13 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="weights file (default: cache / $AIMC_LSH_MODELS)")
     p.add_argument("--data-root", default=None, help="CIFAR folder (default: $AIMC_LSH_DATA or the cache)")
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
-    p.add_argument("--kernel", default="learned_projection", choices=KERNELS,
+    p.add_argument("--kernel", default="learned_projection", choices=FITTABLE_KERNELS,
                    help="kernel of the --write-init model (default: %(default)s)")  # fmt: skip
     p.add_argument("--k", type=int, default=256, help="hash bits per layer (default: %(default)s)")
     p.add_argument("--energy", type=float, default=0.9,
                    help="share of the input patches' second moment the fitted subspace holds, in (0, 1] "
                         "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--images", type=int, default=512, help="training images to fit on (default: 512)")
+    p.add_argument("--images", type=int, default=CALIBRATION_IMAGES,
+                   help="training images to fit on, as finetune.py --fit-projections does "
+                        "(default: %(default)s)")  # fmt: skip
     p.add_argument("--test-images", type=int, default=32, help="test images to measure on (default: 32)")
     p.add_argument("--skip", nargs="*", default=["conv1", "linear"],
                    help="layers left digital (default: %(default)s)")  # fmt: skip
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         x_test = x_test[x_test.norm(dim=1) > 0][:MAX_TEST_ROWS]
         w = layer.weight_tile(0, 0).detach().double()
         exact, basis, d = x_test @ w.T, bases[path][0], w.shape[1]
-        seed = layer.seed * 1_000_003 % 2**63  # the seed patch_model gave tile pair 0
+        seed = layer.kernel_seed(0, 0)
         estimates = {
             "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed), w.norm(dim=1)),
             "orthogonal": simhash_estimate(

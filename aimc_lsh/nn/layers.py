@@ -94,13 +94,12 @@ class HashedLayer(nn.Module):
         kernels = []
         for i, (c0, c1) in enumerate(self.in_tiles):
             for j in range(len(self.out_tiles)):
-                pair = i * len(self.out_tiles) + j
                 kernels.append(
                     build_kernel(
                         config.kernel,
                         (c1 - c0) * kh * kw,
                         config.hash_length,
-                        seed=(self.seed * _SEED_STRIDE + pair) % (2**63),
+                        seed=self.kernel_seed(i, j),
                         **config.kernel_options(),
                     )
                 )
@@ -123,6 +122,10 @@ class HashedLayer(nn.Module):
             for i, (c0, c1) in enumerate(self.in_tiles)
             for j, (o0, o1) in enumerate(self.out_tiles)
         ]
+
+    def kernel_seed(self, i: int, j: int) -> int:
+        """Seed the projection of tile pair (i, j) is drawn from (``seed * 1_000_003 + pair``)."""
+        return (self.seed * _SEED_STRIDE + i * len(self.out_tiles) + j) % (2**63)
 
     def kernel(self, i: int, j: int) -> nn.Module:
         """The kernel (own P) of tile pair (i, j)."""

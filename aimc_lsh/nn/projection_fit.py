@@ -19,8 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lsh.kernels.subspace import check_energy, principal_basis, subspace_projection
-from aimc_lsh.nn.layers import _SEED_STRIDE, HashedLayer
+from aimc_lsh.nn.layers import HashedLayer
 from aimc_lsh.nn.patching import hashed_layers, to_digital
+
+FITTABLE_KERNELS = ("random_projection", "learned_projection")
+"""Registered kernels whose projection is a tensor ``P`` that :func:`fit_projections` can redraw."""
 
 BATCH_SIZE = 128
 """Images per forward pass while the second moments are measured."""
@@ -109,7 +112,7 @@ def fit_projections(model: nn.Module, images: Tensor, *, energy: float = 0.9) ->
         if not all(isinstance(getattr(k, "P", None), Tensor) for k in layer.kernels):
             raise ValueError(
                 f"{path}: kernel {layer.config.kernel!r} has no projection tensor P to fit; "
-                "allowed: random_projection, learned_projection"
+                f"allowed: {', '.join(FITTABLE_KERNELS)}"
             )
     moments = input_second_moments(model, images)
     bases: dict[str, list[Tensor]] = {}
@@ -123,9 +126,8 @@ def fit_projections(model: nn.Module, images: Tensor, *, energy: float = 0.9) ->
             bases[path].append(basis)
             for j in range(len(layer.out_tiles)):
                 kernel = layer.kernel(i, j)
-                pair = i * len(layer.out_tiles) + j
-                seed = (layer.seed * _SEED_STRIDE + pair) % (2**63)  # the seed the layer drew P with
                 orthogonal = bool(getattr(kernel, "orthogonal", False))
+                seed = layer.kernel_seed(i, j)  # the seed the layer drew P with
                 fitted = subspace_projection(kernel.hash_length, basis, orthogonal=orthogonal, seed=seed)
                 kernel.P.copy_(fitted.to(kernel.P))
     return bases
