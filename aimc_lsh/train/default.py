@@ -14,7 +14,29 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from aimc_lsh.train.config import DEFAULT_RECIPE, TrainConfig
+
+DEFAULT_FIT_ENERGY = 0.9
+"""Share of the input second moment the default checkpoints' projection rows are drawn in (see
+:func:`default_checkpoint`); measured at 0.9 with orthogonal rows (docs/training.md)."""
+
+PREPARE_IMAGES = 512
+"""Training images (the first ones, unaugmented) that fit projections and PQ codebooks before training."""
+
+
+def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, float]:
+    """The projection start that changes the result: only for kernels with a fittable ``P``."""
+    from aimc_lsh.kernels.subspace import check_energy
+    from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS
+
+    if fit_energy is None:
+        return {}
+    check_energy(fit_energy, "fit_energy")
+    if kernel not in FITTABLE_KERNELS:
+        return {}
+    return {"fit_energy": float(fit_energy)}
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -32,8 +54,14 @@ def default_checkpoint_path(
     recipe: str = DEFAULT_RECIPE,
     config: TrainConfig | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    fit_energy: float | None = DEFAULT_FIT_ENERGY,
 ) -> Path:
-    """Where :func:`default_checkpoint` keeps the checkpoint of these settings (need not exist)."""
+    """Where :func:`default_checkpoint` keeps the checkpoint of these settings (need not exist).
+
+    Raises:
+        ValueError: For a ``fit_energy`` outside (0, 1].
+
+    """
     config = config or TrainConfig.for_recipe(recipe, time_budget_s=1800.0, epochs=30.0)
     settings = {
         "backbone": backbone,
@@ -41,6 +69,7 @@ def default_checkpoint_path(
         "k": hash_length,
         "recipe": recipe,
         "train": config.result_settings(),
+        **_projection_settings(kernel, fit_energy),
     }
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return _cache_root(cache_dir) / "checkpoints" / f"{backbone}_{kernel}_k{hash_length}_{recipe}_{tag}.pt"
@@ -57,14 +86,18 @@ def default_checkpoint(
     data_root: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     train: bool = True,
+    fit_energy: float | None = DEFAULT_FIT_ENERGY,
 ) -> Path:
     """Return the path of a fine-tuned hashed backbone, training and caching it first if absent.
 
     Every convolution and the classifier are hashed with ``HashConfig(kernel, hash_length)`` (and
-    calibrated on the first 512 training images where the kernel needs data, e.g. product quantization's
-    codebooks; ``hash_length`` is then K). Training
-    uses the CIFAR-10 training split under ``data_root`` (or ``$AIMC_LSH_DATA``) and validates on its
-    test split; with the default config it takes about 30 minutes on one CPU thread.
+    calibrated on the first :data:`PREPARE_IMAGES` training images where the kernel needs data, e.g.
+    product quantization's codebooks; ``hash_length`` is then K). For kernels with a projection ``P``
+    (``random_projection``, ``learned_projection``) the rows are orthogonal and drawn inside each layer's
+    input subspace holding ``fit_energy`` of the inputs' second moment, fitted on those same images
+    (:func:`aimc_lsh.nn.fit_projections`; measured +10 to +14 points over Gaussian rows, docs/training.md).
+    Training uses the CIFAR-10 training split under ``data_root`` (or ``$AIMC_LSH_DATA``) and validates on
+    its test split; with the default config it takes about 30 minutes on one CPU thread.
 
     Args:
         backbone: ``aimc_lsh.models`` backbone name.
@@ -76,9 +109,13 @@ def default_checkpoint(
         data_root: CIFAR data root.
         weights: Pretrained weights file for the backbone (else the models package searches).
         train: Train when missing; if False, raise instead.
+        fit_energy: Share in (0, 1] of the inputs' second moment the projection rows are drawn in;
+            None: Gaussian rows over all dimensions (the default checkpoints before 2026-12-02, whose
+            cache names this reproduces). Ignored by kernels without a projection ``P``.
 
     Raises:
         FileNotFoundError: If the checkpoint is missing and ``train`` is False.
+        ValueError: For a ``fit_energy`` outside (0, 1].
 
     """
     config = config or TrainConfig.for_recipe(recipe, time_budget_s=1800.0, epochs=30.0)
@@ -89,6 +126,7 @@ def default_checkpoint(
         recipe=recipe,
         config=config,
         cache_dir=cache_dir,
+        fit_energy=fit_energy,
     )
     if path.is_file():
         return path
@@ -97,17 +135,26 @@ def default_checkpoint(
     from aimc_lsh.data import load_dataset, make_loader
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
-    from aimc_lsh.nn import patch_model, prepare_model
+    from aimc_lsh.nn import fit_projections, patch_model, prepare_model
     from aimc_lsh.train.trainer import fine_tune
 
+    fitted = bool(_projection_settings(kernel, fit_energy))
     teacher = get_backbone(backbone, path=weights)
-    student = patch_model(teacher, HashConfig(kernel=kernel, hash_length=hash_length))
+    student = patch_model(teacher, HashConfig(kernel=kernel, hash_length=hash_length, orthogonal=fitted))
     dataset = "cifar100" if backbone.startswith("cifar100") else "cifar10"
     if backbone.startswith("digits"):
         dataset = "digits"
     train_set = load_dataset(dataset, root=data_root, train=True)
-    # layers that need data before they run (product-quantization codebooks): the first 512 training images
-    prepare_model(student, make_loader(train_set, batch_size=128, limit=512, shuffle=False, augment=False))
+    # layers that need data before they run (product-quantization codebooks): the first training images
+    first = [
+        images
+        for images, _ in make_loader(
+            train_set, batch_size=128, limit=PREPARE_IMAGES, shuffle=False, augment=False
+        )
+    ]
+    prepare_model(student, first)
+    if fitted:  # rows inside each layer's input subspace (before training: P is fixed for random projections)
+        fit_projections(student, torch.cat(first), energy=float(fit_energy))
     fine_tune(
         student,
         train_set,

@@ -60,7 +60,7 @@ def test_config_fields_validate_and_stay_out_of_tags_while_off(tmp_path):
     assert "feature_kd" not in settings and "feature_kd_layers" not in settings
     assert TrainConfig(feature_kd=1.0).result_settings()["feature_kd_layers"] == ()
     # the cached default checkpoints of earlier versions keep their names (their settings are unchanged)
-    path = default_checkpoint_path(cache_dir=tmp_path)
+    path = default_checkpoint_path(cache_dir=tmp_path, fit_energy=None)
     assert path.name == "cifar10_resnet20_random_projection_k256_blend_kd_a9fe591123.pt"
     assert default_checkpoint_path(cache_dir=tmp_path, config=TrainConfig(feature_kd=1.0)) != path
 
