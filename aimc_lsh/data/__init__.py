@@ -19,7 +19,12 @@ The data root is an argument (``--data-root``) or ``$AIMC_LSH_DATA``; downloads 
 """
 
 from aimc_lsh.data.augment import RandomCropFlip, random_crop, random_hflip
-from aimc_lsh.data.calibration import TRAINING_CROP_PADDING, calibration_images, training_crop_padding
+from aimc_lsh.data.calibration import (
+    CALIBRATION_IMAGES,
+    TRAINING_CROP_PADDING,
+    calibration_images,
+    training_crop_padding,
+)
 from aimc_lsh.data.cifar import (
     CACHE_ENV,
     CIFAR_ARCHIVES,
@@ -54,6 +59,7 @@ __all__ = [
     "ImageTensorDataset",
     "RandomCropFlip",
     "TRAINING_CROP_PADDING",
+    "CALIBRATION_IMAGES",
     "calibration_images",
     "cifar_dataset",
     "default_cache_dir",

@@ -19,7 +19,11 @@ from torch import Tensor
 from aimc_lsh.data.augment import random_crop, random_hflip
 from aimc_lsh.data.loaders import DATASETS, load_dataset
 
-__all__ = ["TRAINING_CROP_PADDING", "calibration_images", "training_crop_padding"]
+__all__ = ["CALIBRATION_IMAGES", "TRAINING_CROP_PADDING", "calibration_images", "training_crop_padding"]
+
+CALIBRATION_IMAGES = 512
+"""Training images (the first ones, in order, no augmentation) that prepare layers needing data before
+training or evaluation: product-quantization codebooks and fitted projections."""
 
 TRAINING_CROP_PADDING = {"digits": 1}
 """Zero padding of the training crop per dataset where it is not 4 (the 8x8 digits images: 1 pixel)."""

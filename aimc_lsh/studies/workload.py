@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from aimc_lsh.data import CALIBRATION_IMAGES
 from aimc_lsh.kernels import HASH_FIELDS
 
 __all__ = [
@@ -66,8 +67,6 @@ CHECKPOINT_CHOICES = ("auto", "default", "none")
 DIGITS_HASH_LENGTH = 256
 """Default k of the digits benchmark's fine-tuned hashed model."""
 
-CALIBRATION_IMAGES = 512
-"""Training images (the first ones, in order, no augmentation) that calibrate layers needing data."""
 
 DIGITS_EPOCHS = 10.0
 """Fine-tuning epochs of the digits benchmark's hashed model (about 5 s on one thread)."""

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aimc_lsh.data import load_dataset
+from aimc_lsh.data import CALIBRATION_IMAGES, load_dataset
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import get_backbone
 from aimc_lsh.nn import fit_projections, hashed_layers, patch_model
@@ -12,7 +12,7 @@ from aimc_lsh.train import (
     load_checkpoint,
     model_from_checkpoint,
 )
-from aimc_lsh.train.default import DEFAULT_FIT_ENERGY, PREPARE_IMAGES
+from aimc_lsh.train.default import DEFAULT_FIT_ENERGY
 
 
 def test_default_checkpoint_trains_once_then_reuses_the_cache(tmp_path):
@@ -40,7 +40,7 @@ def test_default_checkpoint_draws_orthogonal_projections_inside_the_input_subspa
     model = model_from_checkpoint(default_checkpoint(**kwargs))
     # the same fit by hand: first 512 training images, unaugmented, orthogonal rows, the layers' seeds
     expected = patch_model(get_backbone("digits_cnn"), HashConfig(hash_length=16, orthogonal=True))
-    images = load_dataset("digits", train=True).tensors()[0][:PREPARE_IMAGES]
+    images = load_dataset("digits", train=True).tensors()[0][:CALIBRATION_IMAGES]
     bases = fit_projections(expected, images, energy=DEFAULT_FIT_ENERGY)
     layers = dict(hashed_layers(model))
     assert set(layers) == set(bases) and all(layer.config.orthogonal for layer in layers.values())
