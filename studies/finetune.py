@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"share in (0, 1] of their second moment, measured on the first {CALIBRATION_IMAGES} training images "
         "(random_projection / learned_projection; measured with 0.9 and --orthogonal: docs/training.md)",
     )
+    g.add_argument(
+        "--fit-only-where-better",
+        action="store_true",
+        help="with --fit-projections: keep a layer's projection unless the fitted one estimates its outputs "
+        "better on those images (the first convolution and the classifier of ResNet-20 keep theirs; "
+        "what --checkpoint default does)",
+    )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
@@ -227,6 +234,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop with one line when ``--fit-projections`` cannot apply."""
     if args.fit_projections is None:
+        if args.fit_only_where_better:
+            parser.error("--fit-only-where-better needs --fit-projections ENERGY")
         return
     from aimc_lsh.kernels.subspace import check_energy
     from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS
@@ -336,7 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.fit_projections is not None:
             from aimc_lsh.nn.projection_fit import fit_projections
 
-            fit_projections(student, calib, energy=args.fit_projections)
+            fit_projections(
+                student, calib, energy=args.fit_projections, only_where_better=args.fit_only_where_better
+            )
     if config.feature_kd > 0:
         from aimc_lsh.train.feature_taps import check_module_paths, default_feature_layers
 
@@ -364,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
         "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
         "init_from": args.init_from, "fit_projections": args.fit_projections,
+        "fit_only_where_better": args.fit_only_where_better,
         "prior_steps": None if prior is None else int(prior.get("step", 0)),
         "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
         "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
 from pathlib import Path
 
@@ -92,13 +91,6 @@ def quality(estimate: Tensor, exact: Tensor) -> tuple[float, float]:
     return float(corr), float((estimate - exact).norm() / exact.norm())
 
 
-def simhash_estimate(x: Tensor, w: Tensor, p: Tensor, w_norm: Tensor) -> Tensor:
-    """``||x|| w_norm sin(pi/2 s)`` with ``s`` the code similarity under projection ``p``."""
-    p = p.double()
-    s = torch.sign(x @ p.T) @ torch.sign(w @ p.T).T / p.shape[0]
-    return x.norm(dim=1, keepdim=True) * w_norm * torch.sin(0.5 * math.pi * s)
-
-
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Run the CLI; returns the per-layer table."""
     parser = build_parser()
@@ -110,7 +102,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
     from aimc_lsh.data import load_dataset, resolve_data_root
     from aimc_lsh.kernels import HashConfig, random_projection
-    from aimc_lsh.kernels.subspace import check_energy
+    from aimc_lsh.kernels.subspace import check_energy, simhash_estimate
     from aimc_lsh.models import get_backbone
     from aimc_lsh.nn import hashed_layers, patch_model
     from aimc_lsh.nn.projection_fit import fit_projections, input_patches
@@ -154,9 +146,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         exact, basis, d = x_test @ w.T, bases[path][0], w.shape[1]
         seed = layer.kernel_seed(0, 0)
         estimates = {
-            "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed), w.norm(dim=1)),
+            "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed)),
             "orthogonal": simhash_estimate(
-                x_test, w, random_projection(args.k, d, orthogonal=True, seed=seed), w.norm(dim=1)
+                x_test, w, random_projection(args.k, d, orthogonal=True, seed=seed)
             ),
             "fitted": simhash_estimate(x_test, w, layer.kernel(0, 0).P.detach(), (w @ basis).norm(dim=1)),
         }

@@ -18,7 +18,7 @@ from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
 from aimc_lsh.kernels.ste import STE_MODES, hard_sign, sign_ste
-from aimc_lsh.kernels.subspace import principal_basis, subspace_projection
+from aimc_lsh.kernels.subspace import affine_residual, principal_basis, simhash_estimate, subspace_projection
 
 __all__ = [
     "HASH_FIELDS",
@@ -31,6 +31,7 @@ __all__ = [
     "PQKernel",
     "RandomProjKernel",
     "TilePair",
+    "affine_residual",
     "assignment_ste",
     "build_kernel",
     "cosine_from_similarity",
@@ -51,6 +52,7 @@ __all__ = [
     "safe_norm",
     "safe_sqrt",
     "sign_ste",
+    "simhash_estimate",
     "squared_distances",
     "subspace_projection",
 ]

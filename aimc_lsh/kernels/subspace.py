@@ -85,3 +85,65 @@ def subspace_projection(
         raise ValueError(f"basis must have shape (d, r) with 1 <= r <= d, got {tuple(basis.shape)}")
     g = random_projection(hash_length, basis.shape[1], orthogonal=orthogonal, seed=seed)
     return (g.double() @ basis.double().T).float()
+
+
+def simhash_estimate(
+    inputs: Tensor, weights: Tensor, projection: Tensor, weight_norms: Tensor | None = None
+) -> Tensor:
+    """What a hashed layer computes for every input row and weight row under ``projection`` (float64).
+
+    ``||x|| ||w|| cos(pi/2 (1 - s))`` with ``s = sign(x P^T) . sign(w P^T) / k`` (sign of 0 is +1, as in the
+    layers), for inputs (n, d), weights (m, d) and ``P`` (k, d).
+
+    Args:
+        inputs: Input rows (n, d).
+        weights: Weight rows (m, d).
+        projection: ``P`` (k, d).
+        weight_norms: Scale of each weight row (m,) instead of ``||w||`` (e.g. ``||B^T w||`` for rows
+            drawn in the subspace B, the ideal scale of a fitted projection).
+
+    Returns:
+        Estimates (n, m).
+
+    Raises:
+        ValueError: If the three matrices do not share d.
+
+    """
+    if inputs.dim() != 2 or weights.dim() != 2 or projection.dim() != 2:
+        raise ValueError("inputs, weights and projection must be matrices (n, d), (m, d) and (k, d)")
+    if not inputs.shape[1] == weights.shape[1] == projection.shape[1]:
+        shapes = f"{tuple(inputs.shape)}, {tuple(weights.shape)}, {tuple(projection.shape)}"
+        raise ValueError(f"inputs, weights and projection must share d (their last dimension), got {shapes}")
+    x, w, p = inputs.double(), weights.double(), projection.double()
+    one = x.new_ones(())
+    s = torch.copysign(one, x @ p.T) @ torch.copysign(one, w @ p.T).T / p.shape[0]
+    scale = w.norm(dim=1) if weight_norms is None else weight_norms.double()
+    return x.norm(dim=1, keepdim=True) * scale * torch.sin(0.5 * torch.pi * s)
+
+
+def affine_residual(estimate: Tensor, exact: Tensor) -> float:
+    """Share of the exact outputs' variance that no per-column affine map of the estimate recovers.
+
+    ``sum_c var(y_c) (1 - rho_c^2) / sum_c var(y_c)`` over the columns c (output channels) of ``exact``,
+    ``rho_c`` the correlation of column c of ``estimate`` with it: 0 when every estimated channel is an
+    exact rescaled, shifted copy (what BatchNorm after the layer absorbs), 1 when it carries nothing of it.
+
+    >>> y = torch.tensor([[1.0, 0.0], [2.0, 1.0], [4.0, 0.0]])
+    >>> affine_residual(3 * y + 1, y)
+    0.0
+
+    Raises:
+        ValueError: If the shapes differ or ``exact`` is constant in every column.
+
+    """
+    if estimate.shape != exact.shape or exact.dim() != 2:
+        raise ValueError(f"estimate and exact must be matrices of one shape, got {tuple(estimate.shape)} "
+                         f"and {tuple(exact.shape)}")  # fmt: skip
+    e = estimate.double() - estimate.double().mean(0)
+    y = exact.double() - exact.double().mean(0)
+    var_y, var_e = (y * y).sum(0), (e * e).sum(0)
+    total = float(var_y.sum())
+    if total <= 0.0:
+        raise ValueError("exact is constant in every column: nothing to recover")
+    explained = torch.where(var_e > 0, (e * y).sum(0) ** 2 / var_e.clamp_min(1e-300), 0.0)
+    return max(0.0, float((var_y - explained).sum()) / total)

@@ -34,7 +34,7 @@ def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, flo
     check_energy(fit_energy, "fit_energy")
     if kernel not in FITTABLE_KERNELS:
         return {}
-    return {"fit_energy": float(fit_energy)}
+    return {"fit_energy": float(fit_energy), "fit_only_where_better": True}
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -153,7 +153,7 @@ def default_checkpoint(
     ]
     prepare_model(student, first)
     if fitted:  # rows inside each layer's input subspace (before training: P is fixed for random projections)
-        fit_projections(student, torch.cat(first), energy=float(fit_energy))
+        fit_projections(student, torch.cat(first), energy=float(fit_energy), only_where_better=True)
     fine_tune(
         student,
         train_set,

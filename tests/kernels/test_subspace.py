@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from aimc_lsh.kernels import RandomProjKernel, random_projection
-from aimc_lsh.kernels.subspace import principal_basis, subspace_projection
+from aimc_lsh.kernels import HashConfig, RandomProjKernel, random_projection
+from aimc_lsh.kernels.subspace import affine_residual, principal_basis, simhash_estimate, subspace_projection
+from aimc_lsh.nn import patch_model
 
 
 def _low_rank_inputs(n: int, d: int, r: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,9 +97,7 @@ def test_fitted_projection_estimates_dot_products_of_low_rank_inputs_with_less_e
     basis = principal_basis(x.T @ x / len(x), 0.999)
 
     def relative_error(p: torch.Tensor, w_norm: torch.Tensor) -> float:
-        p = p.double()
-        s = torch.sign(x @ p.T) @ torch.sign(w @ p.T).T / k
-        estimate = x.norm(dim=1, keepdim=True) * w_norm * torch.sin(math.pi / 2 * s)
+        estimate = simhash_estimate(x, w, p, w_norm)
         return ((estimate - exact).norm() / exact.norm()).item()
 
     seeds = range(4)
@@ -106,3 +106,32 @@ def test_fitted_projection_estimates_dot_products_of_low_rank_inputs_with_less_e
         relative_error(subspace_projection(k, basis, seed=s), (w @ basis).norm(dim=1)) for s in seeds
     ]
     assert sum(errors_fitted) < 0.5 * sum(errors_random), (errors_fitted, errors_random)
+
+
+def test_simhash_estimate_is_what_a_hashed_layer_computes():
+    layer = patch_model(nn.Sequential(nn.Linear(24, 5, bias=False)), HashConfig(hash_length=32, seed=2))[0]
+    x = torch.randn(7, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = layer(x)
+    estimate = simhash_estimate(x, layer.weight.detach(), layer.kernel(0, 0).P)
+    torch.testing.assert_close(estimate.float(), expected, rtol=1e-5, atol=1e-5)
+    halved = simhash_estimate(x, layer.weight.detach(), layer.kernel(0, 0).P, layer.weight.norm(dim=1) / 2)
+    torch.testing.assert_close(halved, estimate / 2)
+    with pytest.raises(ValueError, match="must share d"):
+        simhash_estimate(x, layer.weight.detach()[:, :20], layer.kernel(0, 0).P)
+
+
+def test_affine_residual_is_the_variance_a_per_channel_affine_map_cannot_recover():
+    g = torch.Generator().manual_seed(1)
+    exact = torch.randn(2000, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 3.0])
+    scaled = exact * torch.tensor([0.5, -2.0, 7.0]) + torch.tensor([1.0, 0.0, -3.0])
+    assert affine_residual(scaled, exact) == pytest.approx(0.0, abs=1e-12)
+    noise = torch.randn(2000, 3, generator=g, dtype=torch.float64)
+    assert affine_residual(noise, exact) == pytest.approx(1.0, abs=0.01)  # independent: nothing recovered
+    # half the variance of each column recoverable: estimate = exact + independent noise of equal variance
+    assert affine_residual(exact + noise * exact.std(0), exact) == pytest.approx(0.5, abs=0.03)
+    assert affine_residual(torch.zeros_like(exact), exact) == 1.0  # a constant estimate recovers nothing
+    with pytest.raises(ValueError, match="one shape"):
+        affine_residual(exact[:, :2], exact)
+    with pytest.raises(ValueError, match="constant in every column"):
+        affine_residual(exact, torch.ones_like(exact))

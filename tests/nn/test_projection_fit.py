@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from aimc_lsh.data import digits_dataset
 from aimc_lsh.kernels import HashConfig
@@ -91,3 +92,33 @@ def test_bad_input_is_named(digits):
     before = hashed.conv.kernel(0, 0).P.clone()
     bases = fit_projections(hashed, torch.zeros_like(images))  # the first layer sees only zeros
     assert bases["conv"][0].shape == (9, 0) and torch.equal(hashed.conv.kernel(0, 0).P, before)
+
+
+@pytest.mark.parametrize("weights_in, fitted", [("strong", True), ("weak", False)])
+def test_only_where_better_keeps_the_projections_where_the_fit_would_lose(weights_in, fitted):
+    # inputs: 93% of the energy in the first 4 of 32 directions; weights reading only those (the fit
+    # sees all of them, with less noise) or only the 28 others (the fit would see nothing of them)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 32, generator=g) * torch.cat([torch.full((4,), 10.0), torch.ones(28)])
+    w = torch.randn(8, 32, generator=g)
+    w[:, 4:] = 0.0 if weights_in == "strong" else w[:, 4:]
+    w[:, :4] = w[:, :4] if weights_in == "strong" else 0.0
+    model = nn.Sequential(nn.Linear(32, 8, bias=False))
+    model[0].weight.data.copy_(w)
+    config = HashConfig(hash_length=16, orthogonal=True)
+    hashed = patch_model(model, config)
+    before = hashed[0].kernel(0, 0).P.clone()
+    bases = fit_projections(hashed, x, energy=0.9, only_where_better=True, sample_rows=256)
+    assert bases["0"][0].shape == ((32, 4) if fitted else (32, 0))
+    assert torch.equal(hashed[0].kernel(0, 0).P, before) is not fitted
+    plain = patch_model(model, config)
+    assert fit_projections(plain, x, energy=0.9)["0"][0].shape == (32, 4)  # unchecked: fitted either way
+    if fitted:
+        assert torch.equal(plain[0].kernel(0, 0).P, hashed[0].kernel(0, 0).P)
+
+
+def test_only_where_better_needs_sample_rows(digits):
+    model, images = digits
+    for bad in (0, -3, 1.5, True):
+        with pytest.raises(ValueError, match="sample_rows must be a positive integer"):
+            fit_projections(_patched(model), images, only_where_better=True, sample_rows=bad)

@@ -83,9 +83,28 @@ def test_finetune_fit_projections_fits_as_the_study_does(tmp_path):
         assert torch.equal(value, runs["init"][1][key]), key
 
 
+def test_finetune_fit_only_where_better_keeps_the_projections_the_fit_would_worsen(tmp_path):
+    # digits_cnn at k = 16 with a 50%-energy subspace: the fit loses in both layers, so the checked fit
+    # starts from the projections of a run without one, the unchecked fit does not
+    common = ["--model", "digits_cnn", "--k", "16", "--orthogonal", "--skip", "--epochs", "0",
+              "--recipe", "ce", "--no-augment", "--quiet", "--threads", "1"]  # fmt: skip
+    runs = {"none": [], "checked": ["--fit-projections", "0.5", "--fit-only-where-better"],
+            "unchecked": ["--fit-projections", "0.5"]}  # fmt: skip
+    states = {}
+    for name, extra in runs.items():
+        summary = finetune.main([*common, *extra, "--checkpoint", str(tmp_path / f"{name}.pt")])
+        assert summary["fit_only_where_better"] is (name == "checked")
+        states[name] = load_checkpoint(tmp_path / f"{name}.pt")["model_state"]
+    projections = [key for key in states["none"] if key.endswith(".P")]
+    assert len(projections) == 2
+    assert all(torch.equal(states["checked"][key], states["none"][key]) for key in projections)
+    assert not any(torch.equal(states["unchecked"][key], states["none"][key]) for key in projections)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (["--fit-only-where-better"], "--fit-only-where-better needs --fit-projections ENERGY"),
         (["--fit-projections", "0"], "--fit-projections must be a fraction in \\(0, 1\\]"),
         (
             ["--fit-projections", "0.9", "--conventional"],
