@@ -6,8 +6,9 @@ model, for three projections with the same k: i.i.d. Gaussian rows (the default)
 (``--orthogonal`` in finetune.py), and orthonormal rows drawn inside the principal subspace of the layer's
 training-image input patches holding ``--energy`` of their second moment
 (:func:`aimc_lsh.nn.projection_fit.fit_projections`; its estimate uses ``||B^T w||``, the part of a
-weight row the inputs can meet). It prints and writes (``--out``, CSV) the correlation and relative error
-per layer.
+weight row the inputs can meet). It prints and writes (``--out``, CSV) the correlation, the relative error
+and the affine residual (the share of the output variance that no per-channel scale and shift of the
+estimate recovers: what BatchNorm could not undo) per layer.
 
 ``--write-init PATH`` also saves the model hashed with the fitted projections (``--kernel``, orthonormal
 rows, the ``--skip`` layers digital) as a checkpoint for ``finetune.py --init-from PATH`` with the same
@@ -85,10 +86,17 @@ def layer_inputs(model: nn.Module, paths: list[str], images: Tensor) -> dict[str
     return found
 
 
-def quality(estimate: Tensor, exact: Tensor) -> tuple[float, float]:
-    """Correlation of the estimate with the exact outputs and its relative error ``||e - y|| / ||y||``."""
+def quality(estimate: Tensor, exact: Tensor) -> tuple[float, float, float]:
+    """Correlation with the exact outputs, relative error ``||e - y|| / ||y||`` and affine residual.
+
+    The affine residual is the share of the outputs' variance no per-channel affine map of the estimate
+    recovers (what ``fit_projections(..., only_where_better=True)`` compares;
+    :func:`aimc_lsh.kernels.affine_residual`).
+    """
+    from aimc_lsh.kernels import affine_residual
+
     corr = torch.corrcoef(torch.stack([estimate.flatten(), exact.flatten()]))[0, 1]
-    return float(corr), float((estimate - exact).norm() / exact.norm())
+    return float(corr), float((estimate - exact).norm() / exact.norm()), affine_residual(estimate, exact)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         }
         row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k}
         for name, estimate in estimates.items():
-            row[f"{name}_corr"], row[f"{name}_rel_err"] = quality(estimate, exact)
+            row[f"{name}_corr"], row[f"{name}_rel_err"], row[f"{name}_residual"] = quality(estimate, exact)
         rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

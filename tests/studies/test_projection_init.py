@@ -38,6 +38,7 @@ def test_table_reports_every_hashed_layer_and_the_fitted_projection_estimates_be
     fc = table.set_index("layer").loc["fc"]
     assert fc["fitted_rel_err"] < 0.5 * fc["gaussian_rel_err"]
     assert fc["fitted_corr"] > fc["gaussian_corr"]
+    assert 0 <= fc["fitted_residual"] < fc["gaussian_residual"] <= 1
 
 
 def test_written_model_has_projections_of_the_fitted_rank_and_warm_starts_finetune(fitted, capsys):

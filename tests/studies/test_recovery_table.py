@@ -101,7 +101,8 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     assert skip.time_budget == pytest.approx(60.0, abs=1e-3)  # the k = 256 rows get 1.75x the budget
     assert parsed["lp-k256"].skip == [] and parsed["lp-k256"].lr_projection is None
     fit = parsed["rp-k256-fit"]
-    assert fit.fit_projections == 0.9 and fit.orthogonal and fit.kernel == "random_projection"
+    assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
+    assert fit.kernel == "random_projection"
     assert fit.skip == [] and fit.time_budget == pytest.approx(60.0, abs=1e-3)
     assert not parsed["rp-k256"].orthogonal and parsed["rp-k256"].fit_projections is None
     assert parsed["rp-k64"].time_budget == pytest.approx(34.2857)
