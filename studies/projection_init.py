@@ -8,7 +8,9 @@ training-image input patches holding ``--energy`` of their second moment
 (:func:`aimc_lsh.nn.projection_fit.fit_projections`; its estimate uses ``||B^T w||``, the part of a
 weight row the inputs can meet). It prints and writes (``--out``, CSV) the correlation, the relative error
 and the affine residual (the share of the output variance that no per-channel scale and shift of the
-estimate recovers: what BatchNorm could not undo) per layer.
+estimate recovers: what BatchNorm could not undo) per layer, and whether ``fit_projections(...,
+only_where_better=True)`` (``finetune.py --fit-only-where-better``, the default checkpoints) fits it: it
+compares that residual on the training images' patches.
 
 ``--write-init PATH`` also saves the model hashed with the fitted projections (``--kernel``, orthonormal
 rows, the ``--skip`` layers digital) as a checkpoint for ``finetune.py --init-from PATH`` with the same
@@ -24,6 +26,7 @@ fine-tuning, not a hashed model to evaluate as is.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import sys
 from pathlib import Path
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if tiled:
         parser.error(f"{', '.join(tiled)}: tiled layers; this study compares one projection per layer")
     test = layer_inputs(teacher, list(layers), test_images)
+    # which layers the checked fit (finetune.py --fit-only-where-better, the default checkpoints) fits
+    checked = fit_projections(copy.deepcopy(student), fit_images, energy=args.energy, only_where_better=True)
     bases = fit_projections(student, fit_images, energy=args.energy)  # the fitted P, in place
     digital = dict(teacher.named_modules())
     rows = []
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             ),
             "fitted": simhash_estimate(x_test, w, layer.kernel(0, 0).P.detach(), (w @ basis).norm(dim=1)),
         }
-        row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k}
+        row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k,
+               "fitted_where_better": checked[path][0].shape[1] > 0}  # fmt: skip
         for name, estimate in estimates.items():
             row[f"{name}_corr"], row[f"{name}_rel_err"], row[f"{name}_residual"] = quality(estimate, exact)
         rows.append(row)

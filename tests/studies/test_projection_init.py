@@ -13,9 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
 import finetune  # noqa: E402
 import projection_init  # noqa: E402
 
+from aimc_lsh.data import load_dataset  # noqa: E402
 from aimc_lsh.kernels import HashConfig  # noqa: E402
 from aimc_lsh.models import get_backbone  # noqa: E402
-from aimc_lsh.nn import hashed_layers, patch_model  # noqa: E402
+from aimc_lsh.nn import fit_projections, hashed_layers, patch_model  # noqa: E402
 from aimc_lsh.train import load_checkpoint  # noqa: E402
 
 DIGITS = ["--model", "digits_cnn", "--k", "16", "--images", "128", "--test-images", "16", "--threads", "1"]
@@ -39,6 +40,12 @@ def test_table_reports_every_hashed_layer_and_the_fitted_projection_estimates_be
     assert fc["fitted_rel_err"] < 0.5 * fc["gaussian_rel_err"]
     assert fc["fitted_corr"] > fc["gaussian_corr"]
     assert 0 <= fc["fitted_residual"] < fc["gaussian_residual"] <= 1
+    # the checked fit's decision, as the library takes it on the same 128 training images
+    student = patch_model(get_backbone("digits_cnn"), HashConfig(kernel="learned_projection", hash_length=16,
+                                                                 orthogonal=True))  # fmt: skip
+    images = load_dataset("digits", train=True, limit=128).tensors()[0]
+    checked = fit_projections(student, images, energy=0.9, only_where_better=True)
+    assert table["fitted_where_better"].tolist() == [checked[p][0].shape[1] > 0 for p in ("conv", "fc")]
 
 
 def test_written_model_has_projections_of_the_fitted_rank_and_warm_starts_finetune(fitted, capsys):
