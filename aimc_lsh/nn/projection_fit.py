@@ -76,7 +76,8 @@ def _input_statistics(
 ) -> tuple[dict[str, list[Tensor]], dict[str, list[Tensor]]]:
     """Second moments (as :func:`input_second_moments`) and about ``sample_rows`` patch rows per input tile.
 
-    The rows are every s-th patch row of every batch (s chosen from the first batch), float32.
+    The rows are every s-th patch row of each batch, ``s`` = the patch rows of all the images divided by
+    ``sample_rows`` (at least 1), as float32.
     """
     layers = dict(hashed_layers(model))
     if not layers:
@@ -145,7 +146,8 @@ def fit_projections(
     per-channel affine map cannot recover, :func:`aimc_lsh.kernels.subspace.affine_residual`, summed
     over the tile's output tiles). Measured on ResNet-20 at k = 256: the fit loses for the first
     convolution (90% of the image patches' energy in 4 of 27 directions, while its edge filters look at
-    the others) and the classifier, and wins for every block convolution (docs/training.md).
+    the others), the classifier and two of the 18 block convolutions, and wins for the other 16
+    (docs/training.md).
 
     Args:
         model: A model with hashed layers whose kernels hold their projection as a tensor ``P``.

@@ -24,7 +24,7 @@ DEFAULT_FIT_ENERGY = 0.9
 :func:`default_checkpoint`); measured at 0.9 with orthogonal rows (docs/training.md)."""
 
 
-def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, float]:
+def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, float | bool]:
     """The projection start that changes the result: only for kernels with a fittable ``P``."""
     from aimc_lsh.kernels.subspace import check_energy
     from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS
