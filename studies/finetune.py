@@ -35,8 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
-from aimc_lsh.studies.workload import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
     RECIPES,

@@ -37,9 +37,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402
 from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS  # noqa: E402
 from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP  # noqa: E402
-from aimc_lsh.studies.workload import CALIBRATION_IMAGES  # noqa: E402
 
 MAX_TEST_ROWS = 20_000
 """Test patches per layer kept for the quality figures (the first ones, in image order)."""

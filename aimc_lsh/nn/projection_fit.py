@@ -120,9 +120,10 @@ def _better_fitted(layer: HashedLayer, tile: int, fitted: list[Tensor], rows: Te
     the sampled input rows: what the layer's BatchNorm could not undo per channel.
     """
     current = candidate = 0.0
+    rows = rows.double()
     for j, p_fit in enumerate(fitted):
-        weights = layer.weight_tile(tile, j).detach()
-        exact = rows.double() @ weights.double().T
+        weights = layer.weight_tile(tile, j).detach().double()
+        exact = rows @ weights.T
         if not bool((exact.var(0) > 0).any()):
             continue
         current += affine_residual(simhash_estimate(rows, weights, layer.kernel(tile, j).P.detach()), exact)

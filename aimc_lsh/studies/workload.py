@@ -67,7 +67,6 @@ CHECKPOINT_CHOICES = ("auto", "default", "none")
 DIGITS_HASH_LENGTH = 256
 """Default k of the digits benchmark's fine-tuned hashed model."""
 
-
 DIGITS_EPOCHS = 10.0
 """Fine-tuning epochs of the digits benchmark's hashed model (about 5 s on one thread)."""
 
