@@ -37,6 +37,9 @@ BATCH_SIZE = 128
 SAMPLE_ROWS = 8192
 """Input patch rows per input tile on which ``fit_projections(only_where_better=True)`` compares."""
 
+SAMPLE_SEED = 0
+"""Seed of the random choice of those rows (one generator per layer)."""
+
 
 def input_patches(layer: nn.Module, x: Tensor) -> Tensor:
     """Rows of the input patches a digital ``nn.Conv2d`` / ``nn.Linear`` multiplies, float64 (n, d)."""
@@ -76,8 +79,11 @@ def _input_statistics(
 ) -> tuple[dict[str, list[Tensor]], dict[str, list[Tensor]]]:
     """Second moments (as :func:`input_second_moments`) and about ``sample_rows`` patch rows per input tile.
 
-    The rows are every s-th patch row of each batch, ``s`` = the patch rows of all the images divided by
-    ``sample_rows`` (at least 1), as float32.
+    The rows are a uniformly random share of each batch's patch rows (``sample_rows`` over the patch rows
+    of all the images; every row when there are fewer), drawn from a generator seeded with
+    :data:`SAMPLE_SEED` per layer, so the same images give the same rows, as float32. Not every s-th row:
+    a convolution's patch rows run along the image rows, so a fixed stride that divides the positions per
+    image picks the same columns in every image (the zero-padded left border for 32 x 32 maps).
     """
     layers = dict(hashed_layers(model))
     if not layers:
@@ -91,14 +97,17 @@ def _input_statistics(
     samples: dict[str, list[list[Tensor]]] = {p: [[] for _ in layer.in_tiles] for p, layer in layers.items()}
 
     def collector(path: str) -> object:
+        generator = torch.Generator().manual_seed(SAMPLE_SEED)
+
         def hook(module: nn.Module, args: tuple) -> None:
             for tile in range(len(layers[path].in_tiles)):
                 rows = input_patches(module, _tile_input(layers[path], module, args[0], tile))
                 sums[path][tile] = sums[path][tile] + rows.T @ rows
                 counts[path][tile] += rows.shape[0]
                 if sample_rows:
-                    expected = rows.shape[0] * len(images) / len(args[0])  # rows over all the images
-                    samples[path][tile].append(rows[:: max(1, int(expected // sample_rows))].float())
+                    samples[path][tile].append(
+                        _random_rows(rows, sample_rows * len(args[0]) / len(images), generator)
+                    )
 
         return hook
 
@@ -111,6 +120,15 @@ def _input_statistics(
             handle.remove()
     moments = {p: [s / max(n, 1) for s, n in zip(sums[p], counts[p], strict=True)] for p in layers}
     return moments, {p: [torch.cat(rows) if rows else torch.empty(0) for rows in samples[p]] for p in layers}
+
+
+def _random_rows(rows: Tensor, count: float, generator: torch.Generator) -> Tensor:
+    """About ``count`` of ``rows`` (all if fewer), drawn without replacement, kept in order, as float32."""
+    take = min(rows.shape[0], max(1, round(count)))
+    if take == rows.shape[0]:
+        return rows.float()
+    index = torch.randperm(rows.shape[0], generator=generator)[:take].sort().values
+    return rows[index].float()
 
 
 def _better_fitted(layer: HashedLayer, tile: int, fitted: list[Tensor], rows: Tensor) -> bool:

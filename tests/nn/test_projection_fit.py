@@ -6,7 +6,7 @@ from aimc_lsh.data import digits_dataset
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import get_backbone
 from aimc_lsh.nn import hashed_layers, patch_model, to_digital
-from aimc_lsh.nn.projection_fit import fit_projections, input_second_moments
+from aimc_lsh.nn.projection_fit import _input_statistics, fit_projections, input_second_moments
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,19 @@ def test_only_where_better_needs_sample_rows(digits):
     for bad in (0, -3, 1.5, True):
         with pytest.raises(ValueError, match="sample_rows must be a positive integer"):
             fit_projections(_patched(model), images, only_where_better=True, sample_rows=bad)
+
+
+def test_the_fit_is_checked_on_patches_from_all_over_the_image():
+    # patch rows run along image rows: every s-th row would take one image column (here the left border)
+    # in every image; the check must see the whole map. Each pixel holds its column index + 1.
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False))
+    hashed = patch_model(conv, HashConfig(hash_length=16, orthogonal=True))
+    images = torch.arange(1.0, 33.0).expand(8, 1, 32, 32).contiguous()  # 8 images, 8,192 patch rows
+    _, samples = _input_statistics(hashed, images, sample_rows=64)
+    rows = samples["0"][0]
+    columns = rows[:, 4].long()  # the patch centre: its column + 1
+    assert 56 <= len(rows) <= 72
+    assert len(columns.unique()) >= 24  # of 32 (every 128th row: only column 1)
+    assert (columns > 16).any() and (columns <= 16).any()
+    _, again = _input_statistics(hashed, images, sample_rows=64)
+    assert torch.equal(again["0"][0], rows)  # seeded: the same rows every time
