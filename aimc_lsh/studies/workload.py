@@ -36,14 +36,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from aimc_lsh.data import CALIBRATION_IMAGES
+from aimc_lsh.data import CALIBRATION_IMAGES, Checksum, load_cifar_arrays, verify_checksum
 from aimc_lsh.kernels import HASH_FIELDS
+from aimc_lsh.utils import exclusive_lock
 
 __all__ = [
     "BACKBONES",
     "CHECKPOINT_CHOICES",
     "Source",
     "resolve_source",
+    "check_cifar_files",
     "resolve_checkpoint",
     "digits_checkpoint",
     "checkpoint_hash_fields",
@@ -129,7 +131,8 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
     :func:`aimc_lsh.train.fine_tune` with layer-wise calibration and distillation for
     :data:`DIGITS_EPOCHS` epochs on the digits training split (seconds on one thread, deterministic).
     Stored under ``$AIMC_LSH_CACHE/checkpoints`` (or ``~/.cache/aimc_lsh/checkpoints``) with a name that
-    encodes the settings.
+    encodes the settings; a file counts once its training finished, and sweep workers that need it at
+    the same time train it once (the others wait on ``<file>.lock``).
 
     Args:
         hash_length: k of every layer.
@@ -144,8 +147,22 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
     )
     tag = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     path = default_cache_dir("checkpoints") / f"digits_cnn_random_projection_k{hash_length}_calib_kd_{tag}.pt"
-    if path.is_file() or not train:
-        return path if path.is_file() else None
+    if _finished(path) or not train:
+        return path if _finished(path) else None
+    with exclusive_lock(path.with_name(path.name + ".lock")):  # sweep workers: one trains, the others wait
+        if not _finished(path):
+            _train_digits(path, hash_length, config)
+    return path
+
+
+def _finished(path: Path) -> bool:
+    from aimc_lsh.train import training_progress
+
+    progress = training_progress(path)
+    return progress is not None and progress[0]
+
+
+def _train_digits(path: Path, hash_length: int, config: Any) -> None:
     from aimc_lsh.data import load_dataset
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
@@ -169,7 +186,6 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
         )
     finally:
         torch.set_num_threads(previous)
-    return path
 
 
 def resolve_source(
@@ -186,9 +202,12 @@ def resolve_source(
     With no ``data_root`` and ``$AIMC_LSH_DATA`` unset, CIFAR-10 comes from the cache, downloaded with
     checksums when missing (:func:`aimc_lsh.data.resolve_cifar_dir`); the weights likewise
     (:func:`aimc_lsh.models.find_weights`). ``download=False`` (``--no-download``) forbids both downloads.
+    The test batch is read and the weights' checksum verified here, so that a corrupt file stops the
+    study before any point runs (:func:`check_cifar_files`).
 
     Raises:
-        ValueError: For an unknown dataset.
+        ValueError: For an unknown dataset; :class:`aimc_lsh.data.CifarFormatError` for a truncated or
+            corrupt test batch; :class:`aimc_lsh.data.ChecksumError` for weights whose digest differs.
         FileNotFoundError: If the CIFAR data or the weights are missing (the message says how to
             provide them).
 
@@ -208,7 +227,9 @@ def resolve_source(
                 f"{err}. For this study: --data-root <folder containing cifar-10-batches-py/> or "
                 "AIMC_LSH_DATA=<folder>, or --dataset digits (embedded, no files needed)"
             ) from None
-        models_root = str(find_weights(backbone_spec(backbone), path=models_root, download=download))
+        spec = backbone_spec(backbone)
+        models_root = str(find_weights(spec, path=models_root, download=download))
+        check_cifar_files(root, models_root, spec.checksum)
     return Source(
         dataset=dataset,
         backbone=backbone,
@@ -219,14 +240,31 @@ def resolve_source(
     )
 
 
+def check_cifar_files(data_root: str, weights: str, checksum: Checksum | None) -> None:
+    """Read the CIFAR-10 test batch under ``data_root`` and verify the weights file against ``checksum``.
+
+    Both are cheap next to one evaluation (a few MB read once), and they turn a corrupt file into a
+    one-line error before any point runs instead of a failure inside every point.
+
+    Raises:
+        aimc_lsh.data.CifarFormatError: If the test batch is truncated, corrupt or malformed.
+        aimc_lsh.data.ChecksumError: If the weights' digest differs (names file, expected and actual).
+
+    """
+    load_cifar_arrays(data_root, "cifar10", train=False)
+    if checksum is not None:
+        verify_checksum(weights, checksum)
+
+
 def resolve_checkpoint(
     source: Source, choice: str, hash_length: int, kernel: str = "random_projection"
 ) -> str | None:
     """Which fine-tuned checkpoint the hashed model with k = ``hash_length`` uses.
 
     ``choice`` (see :data:`CHECKPOINT_CHOICES`): ``auto`` takes the cached default fine-tuned model for
-    this kernel and k if it exists (CIFAR-10: :func:`aimc_lsh.train.default_checkpoint_path`, which
-    ``studies/finetune.py`` / :func:`aimc_lsh.train.default_checkpoint` produce; digits:
+    this kernel and k if it exists and its training finished (CIFAR-10:
+    :func:`aimc_lsh.train.default_checkpoint_path`, which ``studies/finetune.py`` /
+    :func:`aimc_lsh.train.default_checkpoint` produce; digits:
     :func:`digits_checkpoint`, trained in seconds when missing, for ``random_projection`` only), otherwise
     None (the un-fine-tuned model) with a note on stderr; ``default`` trains the CIFAR-10 default when
     missing (~30 min once); ``none`` gives None; anything else is a checkpoint file, checked to load and
@@ -249,13 +287,18 @@ def resolve_checkpoint(
                 "--checkpoint PATH uses one"
             )
             return None
-        from aimc_lsh.train import default_checkpoint, default_checkpoint_path
+        from aimc_lsh.train import default_checkpoint, default_checkpoint_path, training_progress
 
         path = default_checkpoint_path(kernel=kernel, hash_length=hash_length)
-        if path.is_file():
+        progress = training_progress(path)
+        if progress is not None and progress[0]:
             return str(path)
+        state = "no" if progress is None else f"only an unfinished (step {progress[1]} of {progress[2]})"
         if choice == "default":
-            _warn(f"training the default fine-tuned checkpoint {path} (about 30 minutes, once)")
+            _warn(
+                f"{state} default fine-tuned checkpoint at {path}: training it (about 30 minutes, once; "
+                "another process already training it is waited for)"
+            )
             return str(
                 default_checkpoint(
                     kernel=kernel,
@@ -265,7 +308,7 @@ def resolve_checkpoint(
                 )
             )
         _warn(
-            f"no fine-tuned checkpoint for {kernel} k={hash_length} cached at {path}: evaluating the "
+            f"{state} fine-tuned checkpoint for {kernel} k={hash_length} cached at {path}: evaluating the "
             "UN-fine-tuned model, which scores only ~10-18% on CIFAR-10. Create it with --checkpoint default "
             "(trains ~30 min once) or studies/finetune.py, or pass --checkpoint PATH"
         )

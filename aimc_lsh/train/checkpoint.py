@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from aimc_lsh.kernels import HashConfig
+from aimc_lsh.models.checkpoints import LOAD_ERRORS, CheckpointError, load_error_message
 from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.widths import layer_widths, resize_to_widths
 from aimc_lsh.utils import atomic_path
@@ -123,16 +124,36 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not an aimc_lsh training checkpoint.
+        ValueError: If the file is not an aimc_lsh training checkpoint, or is truncated or corrupt
+            (:class:`aimc_lsh.models.CheckpointError`, naming the file and the reason).
 
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        raise CheckpointError(load_error_message(path, err)) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not an aimc_lsh training checkpoint (format {FORMAT!r})")
     return data
+
+
+def training_progress(path: str | os.PathLike[str]) -> tuple[bool, int, int] | None:
+    """Whether the run saved at ``path`` finished, and its steps done and planned; None if there is no file.
+
+    A run saves its checkpoint every few steps under its final name (so that ``resume`` continues it);
+    only the last save of a completed run is marked ``final``.
+
+    Raises:
+        ValueError: If the file is not a readable aimc_lsh training checkpoint.
+
+    """
+    if not Path(path).is_file():
+        return None
+    data = load_checkpoint(path)
+    return bool(data.get("final")), int(data.get("step", 0)), int(data.get("planned_steps", 0))
 
 
 def patch_like(model: nn.Module, layers: dict[str, dict[str, Any]], *, inplace: bool = False) -> nn.Module:

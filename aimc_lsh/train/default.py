@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 import torch
 
 from aimc_lsh.data.calibration import CALIBRATION_IMAGES
+from aimc_lsh.train.checkpoint import training_progress
 from aimc_lsh.train.config import DEFAULT_RECIPE, TrainConfig
+from aimc_lsh.utils import exclusive_lock
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_FIT_ENERGY = 0.9
 """Share of the input second moment the default checkpoints' projection rows are drawn in (see
 :func:`default_checkpoint`); measured at 0.9 with orthogonal rows (docs/training.md)."""
 
 
-def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, float | bool]:
+def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, float | bool | str]:
     """The projection start that changes the result: only for kernels with a fittable ``P``."""
     from aimc_lsh.kernels.subspace import check_energy
     from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS
@@ -34,7 +39,9 @@ def _projection_settings(kernel: str, fit_energy: float | None) -> dict[str, flo
     check_energy(fit_energy, "fit_energy")
     if kernel not in FITTABLE_KERNELS:
         return {}
-    return {"fit_energy": float(fit_energy), "fit_only_where_better": True}
+    # "uniform": the rows the fit is checked on are drawn at random (before 2026-12-02 every s-th row, which
+    # took only the left-border patches of the 32 x 32 layers and kept one more layer unfitted)
+    return {"fit_energy": float(fit_energy), "fit_only_where_better": True, "fit_check_rows": "uniform"}
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -93,8 +100,8 @@ def default_checkpoint(
     needs data, e.g. product quantization's codebooks; ``hash_length`` is then K). For kernels with a
     projection ``P`` (``random_projection``, ``learned_projection``) the rows are orthonormal and drawn
     inside each layer's input subspace holding ``fit_energy`` of the inputs' second moment, fitted on those
-    same images (:func:`aimc_lsh.nn.fit_projections`; measured against Gaussian rows after 30 minutes:
-    +2.3 points at k = 256, +8.2 at k = 128, docs/training.md).
+    same images, in the layers where that estimates better (:func:`aimc_lsh.nn.fit_projections` with
+    ``only_where_better=True``; measured against Gaussian rows in docs/training.md).
     Training uses the CIFAR-10 training split under ``data_root`` (or ``$AIMC_LSH_DATA``) and validates on
     its test split; with the default config it takes about 30 minutes on one CPU thread.
 
@@ -112,8 +119,13 @@ def default_checkpoint(
             None: Gaussian rows over all dimensions (the default checkpoints before 2026-12-02, whose
             cache names this reproduces). Ignored by kernels without a projection ``P``.
 
+    A checkpoint counts only once its training finished: an unfinished file (an interrupted run, or one
+    another process is writing) is resumed with ``train=True``; a second process asking for the same
+    checkpoint waits for the first (an exclusive lock on ``<checkpoint>.lock``) and then returns the
+    finished file.
+
     Raises:
-        FileNotFoundError: If the checkpoint is missing and ``train`` is False.
+        FileNotFoundError: If the checkpoint is missing or unfinished and ``train`` is False.
         ValueError: For a ``fit_energy`` outside (0, 1].
 
     """
@@ -127,10 +139,48 @@ def default_checkpoint(
         cache_dir=cache_dir,
         fit_energy=fit_energy,
     )
-    if path.is_file():
+    if _finished(path):
         return path
     if not train:
-        raise FileNotFoundError(f"no cached checkpoint at {path}; run studies/finetune.py or pass train=True")
+        raise FileNotFoundError(_not_ready(path))
+    # one trainer per checkpoint: a second process (another sweep) waits here, then finds it finished
+    with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=_say_waiting):
+        if not _finished(path):
+            _train(path, backbone, kernel, hash_length, config, data_root, weights, fit_energy)
+    return path
+
+
+def _finished(path: Path) -> bool:
+    progress = training_progress(path)
+    return progress is not None and progress[0]
+
+
+def _not_ready(path: Path) -> str:
+    progress = training_progress(path)
+    if progress is None:
+        return f"no cached checkpoint at {path}; run studies/finetune.py or pass train=True"
+    _, step, planned = progress
+    return (
+        f"the cached checkpoint {path} is unfinished (step {step} of {planned}: training was interrupted or "
+        "is running in another process); default_checkpoint(train=True) finishes it"
+    )
+
+
+def _say_waiting(lock: Path) -> None:
+    _log.warning("waiting for another process that is training %s (lock %s)", lock.stem, lock)
+
+
+def _train(
+    path: Path,
+    backbone: str,
+    kernel: str,
+    hash_length: int,
+    config: TrainConfig,
+    data_root: str | os.PathLike[str] | None,
+    weights: str | os.PathLike[str] | None,
+    fit_energy: float | None,
+) -> None:
+    """Train (or resume, from the unfinished file at ``path``) the default checkpoint into ``path``."""
     from aimc_lsh.data import load_dataset, make_loader
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
@@ -165,4 +215,3 @@ def default_checkpoint(
         backbone=backbone,
         meta={"source": "aimc_lsh.train.default_checkpoint"},
     )
-    return path

@@ -1,3 +1,8 @@
+import logging
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -11,6 +16,7 @@ from aimc_lsh.train import (
     default_checkpoint_path,
     load_checkpoint,
     model_from_checkpoint,
+    training_progress,
 )
 from aimc_lsh.train.default import DEFAULT_FIT_ENERGY
 
@@ -58,3 +64,50 @@ def test_default_checkpoint_fit_energy_is_checked_and_ignored_without_a_projecti
             default_checkpoint_path(cache_dir=tmp_path, fit_energy=bad)
     pq = dict(kernel="product_quantization", hash_length=8, cache_dir=tmp_path)
     assert default_checkpoint_path(**pq) == default_checkpoint_path(**pq, fit_energy=None)
+
+
+def _digits_default(tmp_path):
+    config = TrainConfig.for_recipe("kd", epochs=1.0, batch_size=128, augment=False, progress=False)
+    return dict(backbone="digits_cnn", hash_length=16, config=config, cache_dir=tmp_path)
+
+
+def test_an_unfinished_default_checkpoint_is_finished_not_used(tmp_path):
+    kwargs = _digits_default(tmp_path)
+    path = default_checkpoint(**kwargs)
+    planned = load_checkpoint(path)["planned_steps"]
+    assert training_progress(path) == (True, planned, planned)
+    assert training_progress(tmp_path / "none.pt") is None
+    interrupted = {**load_checkpoint(path), "final": False, "step": 2}  # as a run stopped after 2 steps
+    torch.save(interrupted, path)
+    with pytest.raises(FileNotFoundError, match=rf"{path.name} is unfinished \(step 2 of {planned}"):
+        default_checkpoint(train=False, **kwargs)
+    assert default_checkpoint(**kwargs) == path  # resumed from step 2 and completed
+    assert training_progress(path) == (True, planned, planned)
+
+
+def test_a_second_caller_waits_for_the_training_in_progress_and_uses_its_result(tmp_path, caplog):
+    finished = default_checkpoint(**_digits_default(tmp_path / "a"))
+    kwargs = _digits_default(tmp_path / "b")
+    path = default_checkpoint_path(**kwargs)
+    path.parent.mkdir(parents=True)
+    ready = tmp_path / "ready"
+    # another process "training" it: holds the lock, then leaves the finished file and exits
+    script = (
+        "import fcntl, os, shutil, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "open(sys.argv[2], 'w').close()\n"
+        "time.sleep(1.0)\n"
+        "shutil.copyfile(sys.argv[3], sys.argv[4])\n"
+    )
+    lock = path.with_name(path.name + ".lock")
+    argv = [sys.executable, "-c", script, str(lock), str(ready), str(finished), str(path)]
+    trainer = subprocess.Popen(argv)
+    while not ready.exists():
+        assert trainer.poll() is None, "the other process did not start"
+        time.sleep(0.02)
+    with caplog.at_level(logging.WARNING, logger="aimc_lsh.train.default"):
+        assert default_checkpoint(**kwargs) == path
+    assert path.read_bytes() == finished.read_bytes()  # the other process's file, not trained again here
+    assert "waiting for another process that is training" in caplog.text
+    assert trainer.wait(60) == 0
