@@ -22,7 +22,9 @@ import torch
 
 from aimc_lsh.data import make_loader, resolve_data_root
 from aimc_lsh.eval import bitbybit_score, evaluate
+from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import backbone_names, backbone_spec, get_backbone
+from aimc_lsh.studies.cli import positive_int
 from aimc_lsh.utils import atomic_write_text
 
 
@@ -33,13 +35,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", default=None, help="CIFAR data root (default: $AIMC_LSH_DATA)")
     parser.add_argument("--weights", default=None, help="weights file or folder (default: search)")
     parser.add_argument("--no-download", action="store_true", help="never download weights or data")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
-    parser.add_argument("--hash-length", type=int, nargs="*", default=[], help="also evaluate hashed models")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="evaluate only the first N test images"
+    )
+    parser.add_argument(
+        "--hash-length", type=positive_int, nargs="*", default=[], help="also evaluate hashed models"
+    )
     parser.add_argument("--kernel", default="random_projection", help="hash kernel for --hash-length")
     parser.add_argument("--skip", nargs="*", default=[], help="module paths left digital when hashing")
     parser.add_argument("--seed", type=int, default=0, help="projection seed for hashed models")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -56,10 +62,26 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(previous_threads)
 
 
+def _hash_configs(args: argparse.Namespace, model: torch.nn.Module) -> list[HashConfig]:
+    """The config of every ``--hash-length``, with ``--kernel`` and ``--skip`` checked before any evaluation.
+
+    Raises:
+        ValueError: For an unknown kernel or a ``--skip`` path that names no layer of ``model``.
+
+    """
+    from aimc_lsh.nn import patch_model
+
+    configs = [HashConfig(kernel=args.kernel, hash_length=k, seed=args.seed) for k in args.hash_length]
+    if configs:
+        patch_model(model, configs[0], skip=args.skip)  # raises for --skip paths that are not layers
+    return configs
+
+
 def _run(args: argparse.Namespace) -> dict:
     spec = backbone_spec(args.backbone)
     download = not args.no_download
     model = get_backbone(args.backbone, path=args.weights, download=download)
+    configs = _hash_configs(args, model)
     root = resolve_data_root(spec.dataset, args.data_root, download=download)
     loader = make_loader(spec.dataset, root=root, train=False, batch_size=args.batch_size, limit=args.limit)
     progress = not args.no_progress
@@ -74,12 +96,11 @@ def _run(args: argparse.Namespace) -> dict:
         "fp32_accuracy": base.accuracy,
         "hashed": [],
     }
-    if args.hash_length:
-        from aimc_lsh.kernels import HashConfig
+    if configs:
         from aimc_lsh.nn import patch_model
 
-        for k in args.hash_length:
-            config = HashConfig(kernel=args.kernel, hash_length=k, seed=args.seed)
+        for config in configs:
+            k = config.hash_length
             hashed = patch_model(model, config, skip=args.skip)
             res = evaluate(hashed, loader, progress=progress, desc=f"k={k}")
             drop = base.accuracy - res.accuracy

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
+from aimc_lsh.studies.cli import positive_int  # noqa: E402
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
     RECIPES,
@@ -46,7 +48,28 @@ from aimc_lsh.train import (  # noqa: E402
     noise_spec_for_device,
 )
 from aimc_lsh.train.config import BN_MODES, DEFAULT_RECIPE, OPTIMIZERS  # noqa: E402
+from aimc_lsh.train.devices import DEVICE_NAMES  # noqa: E402
 from aimc_lsh.train.noise import HASHED_PLACEMENTS  # noqa: E402
+
+TRAIN_DEVICES = ("cpu", "cuda")
+"""torch device types ``--device`` accepts (``cuda:N`` picks a GPU)."""
+
+
+def hash_length_arg(text: str) -> str:
+    """The ``--k`` type: ``out`` or a positive integer, kept as text (the summary reports it as given).
+
+    Raises:
+        argparse.ArgumentTypeError: For anything else.
+
+    """
+    if text != "out":
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer or 'out', got {text!r}")
+    return text
 
 
 def per_layer_out_k(model: torch.nn.Module, skip: list[str]) -> dict[str, dict[str, int]]:
@@ -74,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Registered kernel: random_projection, learned_projection or product_quantization (PQ: --k is "
         "the number of centroids K; codebooks are calibrated on the first 512 training images first)",
     )
-    g.add_argument("--k", default="256", help="hash length for every layer, or 'out' for k = out-channels")
+    g.add_argument(
+        "--k", type=hash_length_arg, default="256",
+        help="hash length for every layer, or 'out' for k = out-channels",
+    )  # fmt: skip
     g.add_argument("--orthogonal", action="store_true", help="orthogonal projection rows")
     g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
     g.add_argument("--skip", nargs="*", default=[], help="module paths left digital")
@@ -99,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
     g.add_argument("--train-root", default=None, help="CIFAR root for training data")
-    g.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    g.add_argument(
+        "--train-limit", type=positive_int, default=None, help="use only the first N training images"
+    )
     g.add_argument(
         "--no-download", action="store_true",
         help="never download: without --data-root / $AIMC_LSH_DATA, CIFAR is read from the cache "
@@ -192,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-csv", default=None, help="CSV training log")
     g.add_argument("--summary-json", default=None, help="write a JSON summary here")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
-    g.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -260,6 +288,8 @@ def check_hwa_options(parser: argparse.ArgumentParser, args: argparse.Namespace)
     if args.device_profile and args.weight_noise == "device" and not args.conventional:
         parser.error("--weight-noise device samples conventional weights: use it with "
                      "--conventional (hashed models: hardware or additive)")  # fmt: skip
+    if not (math.isfinite(args.hwa_scale) and args.hwa_scale >= 0.0):
+        parser.error(f"--hwa-scale must be a finite number >= 0, got {args.hwa_scale}")
     for name in ("sa_offset", "sa_noise"):
         value, flag = getattr(args, name), "--" + name.replace("_", "-")
         if not value >= 0.0:  # also NaN
@@ -279,14 +309,74 @@ def check_hwa_options(parser: argparse.ArgumentParser, args: argparse.Namespace)
             )
 
 
+def check_model_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop (exit 2, one line) on a backbone, kernel, STE, torch device or device profile that does not exist.
+
+    Runs before any data or weights are loaded, so a typo costs nothing.
+    """
+    from aimc_lsh.kernels import HashConfig
+    from aimc_lsh.models import backbone_spec
+
+    try:
+        backbone_spec(args.model)
+        if not args.conventional:
+            HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
+                       orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in TRAIN_DEVICES:
+        parser.error(f"unknown --device {args.device!r}; allowed: {', '.join(TRAIN_DEVICES)} or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here; use --device cpu")
+    profiles = ("ideal", *DEVICE_NAMES)
+    if args.device_profile is not None and args.device_profile not in profiles:
+        parser.error(f"unknown --device-profile {args.device_profile!r}; allowed: {', '.join(profiles)}")
+
+
+def noise_from_args(args: argparse.Namespace) -> NoiseSpec | None:
+    """The training noise of ``--device-profile`` (None without one), scaled and placed as the options say.
+
+    Raises:
+        ValueError: For a ``--hwa-time`` the profile's noise model cannot be measured at.
+
+    """
+    if not args.device_profile:
+        return None
+    try:
+        noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
+                                      sa_noise_std=args.sa_noise)  # fmt: skip
+    except ValueError as err:
+        raise ValueError(
+            f"--hwa-time {args.hwa_time:g} (--device-profile {args.device_profile}): {err}"
+        ) from None
+    scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
+    if args.weight_noise == "hardware" and args.device_profile != "ideal":
+        # the arrays draw the device's errors themselves: no sampled noise on top
+        scaled.update({"hardware_profile": args.device_profile, "weight_t_inference": args.hwa_time,
+                       "hardware_placement": args.hwa_placement,
+                       "hardware_drift_reference": args.hwa_drift_reference, "projection_std": 0.0,
+                       "code_std": 0.0, "weight_std": 0.0})  # fmt: skip
+    elif args.conventional and args.device_profile != "ideal" and args.weight_noise == "device":
+        scaled.update({"weight_device": args.device_profile, "weight_t_inference": args.hwa_time})
+    clip = DEFAULT_WEIGHT_CLIP_SIGMA if args.conventional else 0.0
+    scaled["weight_clip_sigma"] = clip if args.weight_clip is None else args.weight_clip
+    return NoiseSpec.from_dict(scaled)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the CLI; returns the summary dict."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_model_options(parser, args)
     check_hwa_options(parser, args)
     check_projection_fit(parser, args)
     try:  # every bad number stops here, before data is loaded
         config = train_config_from_args(args)
+        noise = noise_from_args(args)
     except ValueError as err:
         parser.error(str(err))
     if args.threads:
@@ -301,34 +391,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model.startswith("digits"):
         dataset = "digits"
     download = not args.no_download
-    try:  # missing data or weights: one line, before anything is built
+    try:  # missing, corrupt or wrong-checksum data or weights: one line, before anything is built
         teacher = get_backbone(args.model, path=args.weights, download=download)
         data_root = resolve_data_root(dataset, args.data_root, download=download)
         train_root = (
             resolve_data_root(dataset, args.train_root, download=download) if args.train_root else data_root
         )
-    except FileNotFoundError as err:
+        train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
+        val_set = load_dataset(dataset, root=data_root, train=False)
+    except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
-    train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
-    val_set = load_dataset(dataset, root=data_root, train=False)
     if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
         config = config.replace(crop_padding=training_crop_padding(dataset))
-    noise = None
-    if args.device_profile:
-        noise = noise_spec_for_device(args.device_profile, args.hwa_time, sa_offset_std=args.sa_offset,
-                                      sa_noise_std=args.sa_noise)  # fmt: skip
-        scaled = {k: v * args.hwa_scale if k.endswith("_std") else v for k, v in noise.to_dict().items()}
-        if args.weight_noise == "hardware" and args.device_profile != "ideal":
-            # the arrays draw the device's errors themselves: no sampled noise on top
-            scaled.update({"hardware_profile": args.device_profile, "weight_t_inference": args.hwa_time,
-                           "hardware_placement": args.hwa_placement,
-                           "hardware_drift_reference": args.hwa_drift_reference, "projection_std": 0.0,
-                           "code_std": 0.0, "weight_std": 0.0})  # fmt: skip
-        elif args.conventional and args.device_profile != "ideal" and args.weight_noise == "device":
-            scaled.update({"weight_device": args.device_profile, "weight_t_inference": args.hwa_time})
-        clip = DEFAULT_WEIGHT_CLIP_SIGMA if args.conventional else 0.0
-        scaled["weight_clip_sigma"] = clip if args.weight_clip is None else args.weight_clip
-        noise = NoiseSpec.from_dict(scaled)
     if args.conventional:
         import copy
 
@@ -337,7 +411,10 @@ def main(argv: list[str] | None = None) -> dict:
         base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
-        student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
+        try:
+            student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
+        except ValueError as err:  # a --skip path that names no layer, or NaN weights
+            parser.error(str(err))
         calib = train_set.images[:CALIBRATION_IMAGES]  # training activations, never the test split
         calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
         if needs_data(student):  # PQ codebooks: k-means
@@ -359,8 +436,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.init_from:  # warm start from an earlier run's weights (same layers and configs)
         from aimc_lsh.train import load_checkpoint
 
-        prior = load_checkpoint(args.init_from)
-        student.load_state_dict(prior["model_state"])
+        try:
+            prior = load_checkpoint(args.init_from)
+            student.load_state_dict(prior["model_state"])
+        except (FileNotFoundError, ValueError, RuntimeError) as err:  # RuntimeError: other layers or sizes
+            parser.error(f"--init-from {args.init_from}: {' '.join(str(err).split())}")
     result = fine_tune(
         student, train_set, config, teacher=teacher, val_set=val_set, noise=noise, checkpoint=args.checkpoint,
         resume=args.resume, log_csv=args.log_csv, device=args.device, backbone=args.model,

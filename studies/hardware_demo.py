@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 
 import pandas as pd
@@ -32,35 +33,38 @@ import aimc_lsh as al
 from aimc_lsh.hardware import HardwareConfig, drift, energy_report, program
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.nn.conventional import convert_conventional
+from aimc_lsh.studies.cli import positive_int
 from aimc_lsh.utils import atomic_write_text
 
 TIMES = {"t=0": 0.0, "1 hour": 3600.0, "1 day": 86_400.0, "1 year": 365 * 86_400.0}
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="hardware_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--data-root", default=None, help="CIFAR-10 root (default: $AIMC_LSH_DATA, else the download cache)"
     )
     parser.add_argument("--no-download", action="store_true", help="never download CIFAR-10 or the weights")
-    parser.add_argument("--limit", type=int, default=None, help="first N test images (default: all 1,017)")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="first N test images (default: all 1,017)"
+    )
     parser.add_argument("--device", default="pcm", help="device profile name or YAML path")
     parser.add_argument("--kernel", default="learned_projection")
-    parser.add_argument("--hash-length", type=int, default=128)
+    parser.add_argument("--hash-length", type=positive_int, default=128)
     parser.add_argument("--checkpoint", default=None, help="fine-tuned hashed checkpoint (aimc_lsh.train)")
-    parser.add_argument("--seeds", type=int, default=2, help="programming seeds per point")
+    parser.add_argument("--seeds", type=positive_int, default=2, help="programming seeds per point")
     parser.add_argument(
         "--drift-reference", choices=DRIFT_REFERENCES, default="random_sign",
         help="inputs of the global drift-compensation read-out (one_hot: aihwkit's). Default: %(default)s",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", default=None, help="write the accuracy table as CSV here")
     parser.add_argument("--energy-out", default=None, help="write the energy table as CSV here")
-    return parser.parse_args()
+    return parser
 
 
 def accuracy(model: torch.nn.Module, loader) -> float:
@@ -78,13 +82,19 @@ def over_time(model: torch.nn.Module, loader, seeds: int) -> dict[str, list[floa
     return results
 
 
-def hashed_models(args: argparse.Namespace, backbone: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The hashed variants: ideal hardware and both placements on the device."""
-    if args.checkpoint:
-        from aimc_lsh.train.checkpoint import load_checkpoint
-        from aimc_lsh.train.robustness import hardware_model
+def hashed_models(
+    args: argparse.Namespace, backbone: torch.nn.Module, checkpoint: dict | None = None
+) -> dict[str, torch.nn.Module]:
+    """The hashed variants: ideal hardware and both placements on the device.
 
-        checkpoint = load_checkpoint(args.checkpoint)
+    Args:
+        args: The parsed options (``--kernel``, ``--hash-length``, ``--device``, ``--drift-reference``).
+        backbone: The pretrained digital model.
+        checkpoint: A loaded fine-tuned checkpoint (``--checkpoint``), or None to hash ``backbone`` as is.
+
+    """
+    if checkpoint is not None:
+        from aimc_lsh.train.robustness import hardware_model
 
         def build(device: str, placement: str) -> torch.nn.Module:
             return hardware_model(
@@ -107,23 +117,70 @@ def hashed_models(args: argparse.Namespace, backbone: torch.nn.Module) -> dict[s
     }
 
 
-def main() -> None:
-    """Run the accuracy sweep over time and print the accuracy and energy tables."""
-    args = parse_args()
-    torch.set_num_threads(args.threads)
+def bitbybit_scores(models: dict[str, torch.nn.Module], acc_drop: dict[str, float]) -> dict[str, float]:
+    """The bitbybit score of every model at its accuracy drop (a fraction).
+
+    Returns:
+        Name -> score; NaN for a model without hashed layers (the score counts hashed tiles) or without
+        a drop in ``acc_drop``.
+
+    """
+    scores = {}
+    for name, model in models.items():
+        hashed = any(True for _ in al.nn.hashed_layers(model))
+        scores[name] = (
+            al.eval.bitbybit_score(model, acc_drop[name]) if hashed and name in acc_drop else math.nan
+        )
+    return scores
+
+
+def prepare(
+    args: argparse.Namespace,
+) -> tuple[torch.nn.Module, al.data.ImageTensorDataset, dict[str, torch.nn.Module]]:
+    """Load and check everything the options name, before anything is evaluated.
+
+    Returns:
+        The pretrained backbone, the test set and the models to evaluate on the device.
+
+    Raises:
+        FileNotFoundError: For missing data, weights, checkpoint or device file.
+        ValueError: For an unknown device or kernel, a bad k, weights of another checksum, a corrupt
+            checkpoint or data file, or a checkpoint that does not fit the backbone.
+
+    """
+    from aimc_lsh.train.checkpoint import load_checkpoint
+
     download = not args.no_download
+    al.hardware.load_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     backbone = al.models.get_backbone("cifar10_resnet20", download=download)
     root = al.data.resolve_cifar_dir(args.data_root, "cifar10", download=download)
     data = al.data.load_dataset("cifar10", root=root, train=False, limit=args.limit)
-    loader = al.data.make_loader(data, batch_size=args.batch_size, augment=False, shuffle=False)
-    digital = accuracy(backbone, loader)
-    models = hashed_models(args, backbone)
+    models = hashed_models(args, backbone, checkpoint)
     conventional_config = HardwareConfig(
         placement="conventional", device=args.device, drift_reference=args.drift_reference
     )
     models[f"conventional AIMC ({args.device}, 8-bit ADC)"] = convert_conventional(
         backbone, conventional_config
     )
+    return backbone, data, models
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the accuracy sweep over time and print the accuracy and energy tables.
+
+    Bad options (an unknown device or kernel, a missing or corrupt file) stop with one line and exit
+    status 2 before anything is evaluated.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        backbone, data, models = prepare(args)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(" ".join(str(err).split()))
+    loader = al.data.make_loader(data, batch_size=args.batch_size, augment=False, shuffle=False)
+    digital = accuracy(backbone, loader)
 
     rows = [{"model": "digital FP32", **{label: f"{digital:.2f}" for label in TIMES}}]
     means: dict[str, dict[str, float]] = {}
@@ -158,7 +215,8 @@ def main() -> None:
             continue  # same events as the codes_on_array row
         energy_models[name] = program(model, seed=0)
         acc_drop[name] = max(0.0, (digital - means[name]["1 day"]) / 100)
-    energy = energy_report(energy_models, example, acc_drop=acc_drop)
+    energy = energy_report(energy_models, example)
+    energy["bitbybit"] = energy["model"].map(bitbybit_scores(energy_models, acc_drop))
     columns = ["model", "cells_pJ", "drives_pJ", "sense_amps_pJ", "adcs_pJ", "popcount_pJ", "digital_pJ"]
     shown = energy[[*columns, "total_nJ", "bitbybit"]].copy()
     for column in columns[1:]:

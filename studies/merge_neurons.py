@@ -32,6 +32,7 @@ import argparse
 import copy
 import csv
 import io
+import math
 import sys
 import time
 from pathlib import Path
@@ -126,9 +127,20 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("calib_images", "finetune_steps", "merge_aware_steps"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    for name in ("threads", "batch_size", "rehash_interval", "max_bits"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("threads", "batch_size", "rehash_interval", "max_bits", "eval_limit", "train_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    # the training options too: checked here, not minutes later when the first model is trained
+    if not 0 <= args.kd_alpha <= 1:
+        raise ValueError(f"--kd-alpha must be a number in [0, 1], got {args.kd_alpha}")
+    if not 0 <= args.rehash_threshold < 1:
+        threshold = args.rehash_threshold
+        raise ValueError(f"--rehash-threshold must be a fraction of bits in [0, 1), got {threshold}")
+    for name in ("finetune_lr", "cohesion"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
 
 
 def _accuracy(model: torch.nn.Module, test_set, progress: bool, desc: str) -> float:

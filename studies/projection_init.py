@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402
 from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS  # noqa: E402
-from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP  # noqa: E402
+from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP, positive_int  # noqa: E402
 
 MAX_TEST_ROWS = 20_000
 """Test patches per layer kept for the quality figures (the first ones, in image order)."""
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", nargs="*", default=["conv1", "linear"],
                    help="layers left digital (default: %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="projection seed, as finetune.py --seed (default: 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--out", default=None, help="CSV of the per-layer figures (written atomically)")
     p.add_argument("--write-init", default=None, help="save the fitted hashed model here (for --init-from)")
     return p
@@ -128,13 +128,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.model.startswith("digits"):
         dataset = "digits"
     download = not args.no_download
-    try:
+    try:  # unknown model; missing, corrupt or wrong-checksum weights or data: one line
         teacher = get_backbone(args.model, path=args.weights, download=download).eval()
         root = resolve_data_root(dataset, args.data_root, download=download)
-    except FileNotFoundError as err:
+        fit_images = load_dataset(dataset, root=root, train=True, limit=args.images).tensors()[0]
+        test_images = load_dataset(dataset, root=root, limit=args.test_images).tensors()[0]
+    except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
-    fit_images = load_dataset(dataset, root=root, train=True, limit=args.images).tensors()[0]
-    test_images = load_dataset(dataset, root=root, limit=args.test_images).tensors()[0]
     try:
         config = HashConfig(kernel=args.kernel, hash_length=args.k, orthogonal=True, seed=args.seed)
         student = patch_model(teacher, config, skip=args.skip)

@@ -20,7 +20,8 @@ event                       where it happens
 
 :class:`EnergyTable` prices them with per-event energies from published sources (cited per field);
 swap the table to study other technologies. :func:`energy_report` returns a pandas table per layer
-and per model with the bitbybit score next to it (``aimc_lsh.eval.bitbybit_score``).
+or per model; the bitbybit score, which needs the accuracy drop, is ``aimc_lsh.eval.bitbybit_score``
+(above this layer: it counts the hashed layers' tiles).
 
 Conventions (stated, not hidden): inputs of real-valued analog MVMs use ``input_bits``-bit
 pulse-width DACs with one conversion per output per MVM (HERMES-style), +-1 inputs 1-bit drives;
@@ -404,7 +405,6 @@ def energy_report(
     example: torch.Tensor,
     *,
     table: EnergyTable = DEFAULT_ENERGY,
-    acc_drop: dict[str, float] | None = None,
     per_layer: bool = False,
 ) -> pd.DataFrame:
     """Energy per inference of several models (e.g. LSH placements vs the conventional baseline).
@@ -413,12 +413,11 @@ def energy_report(
         models: Name -> model (programmed if analog).
         example: One input batch (energies are per image).
         table: Per-event energies.
-        acc_drop: Name -> accuracy drop (fraction) used for the bitbybit score column, for the models
-            that have hashed layers (others get NaN).
         per_layer: Return one row per layer instead of one per model.
 
     Returns:
-        A DataFrame with event counts, energies in pJ per event class, ``total_nJ`` and ``bitbybit``.
+        A DataFrame with event counts, energies in pJ per event class and ``total_nJ`` (the bitbybit score,
+        which needs an accuracy drop, is :func:`aimc_lsh.eval.bitbybit_score`'s job).
 
     """
     frames = []
@@ -430,14 +429,4 @@ def energy_report(
         return layers
     numeric = layers.drop(columns=["layer", "kind"]).groupby("model", sort=False).sum()
     numeric["total_nJ"] = numeric["total_pJ"] / 1e3
-    numeric["bitbybit"] = float("nan")
-    for name, model in models.items():
-        if acc_drop is None or name not in acc_drop:
-            continue
-        try:
-            from aimc_lsh.eval import bitbybit_score
-
-            numeric.loc[name, "bitbybit"] = bitbybit_score(model, acc_drop[name])
-        except (ImportError, ValueError):
-            pass
     return numeric.reset_index()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from aimc_lsh.data.download import Checksum
 
 __all__ = [
     "CheckpointError",
+    "LOAD_ERRORS",
+    "load_error_message",
+    "check_map_location",
     "strip_prefix",
     "extract_state_dict",
     "read_checkpoint",
@@ -29,6 +34,22 @@ __all__ = [
 ]
 
 _TOLERATED_MISSING_SUFFIX = "num_batches_tracked"
+
+LOAD_ERRORS: tuple[type[Exception], ...] = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    struct.error,
+    zipfile.BadZipFile,
+)
+"""What ``torch.load(weights_only=True)`` raises on a truncated, corrupt or foreign file (seen on empty,
+text, random and truncated files and on checkpoints and pickles with flipped bytes)."""
 
 
 class CheckpointError(ValueError):
@@ -82,6 +103,46 @@ def extract_state_dict(obj: object, what: str = "checkpoint") -> dict[str, torch
     )
 
 
+def load_error_message(path: str | os.PathLike[str], err: BaseException) -> str:
+    """One line saying why ``torch.load`` could not read ``path``.
+
+    torch's weights-only refusal spans many lines of advice about ``weights_only``; only the reason
+    after ``WeightsUnpickler error:`` (or the first non-empty line of another error) is kept.
+
+    Args:
+        path: The file that failed to load.
+        err: What ``torch.load`` raised (one of :data:`LOAD_ERRORS`).
+
+    Returns:
+        ``cannot load <path> as a weights-only torch checkpoint: ...`` naming the error type and reason.
+
+    Examples:
+        >>> load_error_message("a.pt", EOFError())
+        'cannot load a.pt as a weights-only torch checkpoint: the file is truncated, corrupt ... (EOFError)'
+
+    """
+    text = str(err).split("WeightsUnpickler error:", 1)[-1]
+    reason = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    detail = f"{type(err).__name__}: {reason[:200]}" if reason else type(err).__name__
+    return (
+        f"cannot load {path} as a weights-only torch checkpoint: the file is truncated, corrupt or not a "
+        f"torch checkpoint ({detail})"
+    )
+
+
+def check_map_location(map_location: str | torch.device) -> None:
+    """Raise a ValueError unless ``map_location`` is a torch device this machine has.
+
+    Checked before ``torch.load``, whose errors for a bad device would otherwise read like a corrupt file.
+    """
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location {map_location!r}: torch sees no CUDA device here; use 'cpu'")
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], checksum: Checksum | None, *, map_location: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:
@@ -99,18 +160,20 @@ def read_checkpoint(
         FileNotFoundError: If ``path`` does not exist.
         aimc_lsh.data.ChecksumError: If the digest differs (names the file, expected and actual hash).
         CheckpointError: If the file is not a loadable weights-only checkpoint.
+        ValueError: If ``map_location`` is not a device of this machine.
 
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    check_map_location(map_location)
     data = path.read_bytes()
     if checksum is not None:
         checksum.verify_bytes(data, str(path))
     try:
         obj = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot load {path} as a weights-only torch checkpoint: {err}") from err
+    except LOAD_ERRORS as err:
+        raise CheckpointError(load_error_message(path, err)) from err
     return strip_prefix(extract_state_dict(obj, str(path)))
 
 

@@ -24,6 +24,7 @@ from aimc_lsh.kernels import ConvGeometry
 from aimc_lsh.nn.digital import (
     Conv2dFace,
     LinearFace,
+    check_finite,
     check_zero_padding,
     conv_geometry,
     copy_parameters,
@@ -70,6 +71,7 @@ class ConventionalLayer(nn.Module):
         self.array.drift(t_inference)
 
     def _forward_4d(self, x: Tensor) -> Tensor:
+        check_finite(x, type(self).__name__)  # as hashed and PQ layers do: NaN is a bug upstream
         out = self.array(x.contiguous(memory_format=torch.channels_last))
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)

@@ -57,13 +57,32 @@ def new_weight(*shape: int) -> nn.Parameter:
     return weight
 
 
+def check_finite_parameters(module: nn.Module, owner: str) -> None:
+    """Raise a ValueError naming ``owner`` if ``module``'s weight or bias holds NaN or inf.
+
+    A NaN weight would hash to a zero code and silently give wrong outputs instead of NaN ones.
+    """
+    for name in ("weight", "bias"):
+        value = getattr(module, name, None)
+        if isinstance(value, Tensor) and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(
+                f"{owner}: its {name} holds {bad} NaN or inf value(s) of {value.numel()}; "
+                "only finite weights can be swapped (check the checkpoint or training run they came from)"
+            )
+
+
 def copy_parameters(dst: M, src: nn.Module) -> M:
     """Move ``dst`` to ``src``'s device and dtype and copy ``weight`` (and ``bias`` if any) into it.
 
     Returns:
         ``dst``.
 
+    Raises:
+        ValueError: If ``src``'s weight or bias holds NaN or inf.
+
     """
+    check_finite_parameters(src, f"{type(dst).__name__} from {type(src).__name__}")
     dst.to(device=src.weight.device, dtype=src.weight.dtype)
     with torch.no_grad():
         dst.weight.copy_(src.weight)
@@ -93,6 +112,39 @@ def digital_linear(layer: nn.Module) -> nn.Linear:
     return copy_parameters(linear, layer)
 
 
+def check_finite(x: Tensor, name: str) -> None:
+    """Raise if ``x`` holds NaN or inf; one read pass when it does not (a finite sum proves it).
+
+    Raises:
+        ValueError: Naming the layer ``name`` that received them.
+
+    """
+    x = x.detach()
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} received NaN or inf inputs")
+
+
+def check_input_tensor(layer: nn.Module, x: object) -> None:
+    """Raise unless ``x`` is a tensor of ``layer``'s weight dtype.
+
+    A float64 or integer input would otherwise fail deep inside the kernels with a message about
+    scalar types.
+
+    Raises:
+        TypeError: For a non-tensor or a tensor of another dtype (the message names both dtypes).
+
+    """
+    name = type(layer).__name__
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} expects a torch.Tensor input, got {type(x).__name__}")
+    dtype = layer.weight.dtype
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{name} expects {dtype} inputs (the dtype of its weights), got {x.dtype}; convert the input "
+            f"with x.to({dtype}) or the model with .to(dtype)"
+        )
+
+
 class Conv2dFace:
     """The ``nn.Conv2d`` face of a swapped convolution: weight view, input check, ``to_digital``.
 
@@ -108,9 +160,12 @@ class Conv2dFace:
         """The layer's convolution of ``x`` (N, C, H, W).
 
         Raises:
-            ValueError: If ``x`` is not 4-D or has another number of channels than the layer.
+            TypeError: If ``x`` is not a tensor of the layer's dtype.
+            ValueError: If ``x`` is not 4-D, has another number of channels than the layer, or is
+                smaller than the (dilated, padded) kernel.
 
         """
+        check_input_tensor(self, x)
         name = type(self).__name__
         if x.dim() != 4:
             raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
@@ -119,7 +174,20 @@ class Conv2dFace:
                 f"{name} expects inputs with {self.in_channels} channels/features in dim 1, "
                 f"got shape {tuple(x.shape)}"
             )
+        self._check_spatial_size(x)
         return self._forward_4d(x)
+
+    def _check_spatial_size(self, x: Tensor) -> None:
+        g = self.geometry
+        smallest = [
+            d * (k - 1) + 1 - 2 * p for k, p, d in zip(self.kernel_size, g.padding, g.dilation, strict=True)
+        ]
+        if any(size < low for size, low in zip(x.shape[2:], smallest, strict=True)):
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of at least {smallest[0]} x {smallest[1]} pixels "
+                f"(kernel {tuple(self.kernel_size)}, padding {tuple(g.padding)}, "
+                f"dilation {tuple(g.dilation)}), got shape {tuple(x.shape)}"
+            )
 
     def to_digital(self) -> nn.Conv2d:
         """An ``nn.Conv2d`` with this layer's geometry, weights and bias."""
@@ -141,9 +209,11 @@ class LinearFace:
         """The layer's ``x @ W.T + b`` for ``x`` of shape (..., in_features).
 
         Raises:
+            TypeError: If ``x`` is not a tensor of the layer's dtype.
             ValueError: If the last dimension of ``x`` is not ``in_features``.
 
         """
+        check_input_tensor(self, x)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"{type(self).__name__} expects inputs with {self.in_features} channels/features in "
@@ -159,6 +229,14 @@ class LinearFace:
 
 
 def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    """Put ``module`` at the dotted ``path`` of ``model`` (which must not be ``""``)."""
+    """Replace the submodule at the dotted ``path`` of ``model`` by ``module``.
+
+    Raises:
+        AttributeError: If ``path`` is ``""`` or names no existing submodule (nothing is added).
+
+    """
     parent_path, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
+    parent = model.get_submodule(parent_path) if parent_path else model
+    if not name or name not in parent._modules:
+        raise AttributeError(f"{type(model).__name__} has no submodule {path!r} to replace")
+    setattr(parent, name, module)

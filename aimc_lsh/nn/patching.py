@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from aimc_lsh.kernels import HashConfig
-from aimc_lsh.nn.digital import set_submodule
+from aimc_lsh.nn.digital import check_finite_parameters, set_submodule
 from aimc_lsh.nn.layers import HashedConv2d, HashedLayer, HashedLinear
 from aimc_lsh.nn.pq_layers import PQConv2d, PQLayer, PQLinear
 
@@ -79,6 +79,20 @@ def _resolve(config: HashConfig, override: Override) -> HashConfig | None:
     return config.replace(**dict(override))
 
 
+def _check_arguments(model: object, config: object, overrides: Mapping[str, object]) -> None:
+    """Raise a TypeError naming the argument (and module path) whose type ``patch_model`` cannot use."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(config, HashConfig):
+        raise TypeError(f"config must be a HashConfig or a hardware config, got {type(config).__name__}")
+    for path, override in overrides.items():
+        if not (override is None or isinstance(override, HashConfig | Mapping)):
+            raise TypeError(
+                f"overrides[{path!r}] must be a HashConfig, a dict of field changes or None (leave the layer "
+                f"digital), got {type(override).__name__}"
+            )
+
+
 def patch_model(
     model: nn.Module,
     config: HashConfig,
@@ -108,12 +122,13 @@ def patch_model(
         The patched model (``model`` itself when ``inplace``).
 
     Raises:
-        ValueError: If a path in ``skip`` or ``overrides`` names no patchable layer.
+        TypeError: If ``model``, ``config`` or a value of ``overrides`` has a type it cannot be.
+        ValueError: If a path in ``skip`` or ``overrides`` names no patchable layer, an override sets an
+            unknown field or a bad value, or a layer to swap holds NaN or inf weights.
 
     """
-    if not isinstance(config, HashConfig):
-        raise TypeError(f"config must be a HashConfig or a hardware config, got {type(config).__name__}")
     overrides = dict(overrides or {})
+    _check_arguments(model, config, overrides)
     skip = [skip] if isinstance(skip, str) else list(skip)
     paths = [path for path, _ in patchable_layers(model)]
     for name, requested in (("skip", skip), ("overrides", overrides)):
@@ -135,6 +150,7 @@ def patch_model(
         layer_config = _resolve(config, overrides[path]) if path in overrides else config
         if layer_config is None:
             continue
+        check_finite_parameters(module, f"layer {path!r}")
         hashed = swaps_for(layer_config.kernel)[type(module)].from_digital(
             module, layer_config, seed=layer_seed(layer_config.seed, path)
         )

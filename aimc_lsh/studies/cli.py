@@ -33,6 +33,7 @@ __all__ = [
     "parse_float_list",
     "parse_name_list",
     "parse_workers",
+    "positive_int",
     "add_common_arguments",
     "run_main",
 ]
@@ -172,7 +173,17 @@ def parse_workers(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse ``type`` accepting integers >= 1 (``--limit``, ``--threads``, ``--hash-length`` ...).
+
+    Raises:
+        argparse.ArgumentTypeError: Naming the text, for anything else (argparse prefixes the option).
+
+    Examples:
+        >>> positive_int("3")
+        3
+
+    """
     try:
         value = int(text)
     except ValueError:
@@ -230,13 +241,13 @@ def add_common_arguments(
     )
     data.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="Evaluate only the first N test images (default: the whole test split).",
     )
     data.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=128,
         help="Images per forward pass (128 was fastest for hashed ResNet-20 here). Default: %(default)s",
     )
@@ -261,7 +272,7 @@ def add_common_arguments(
     )
     run.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch threads per point (the same on every backend, so results match). Default: %(default)s",
     )

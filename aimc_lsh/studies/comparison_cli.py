@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,13 +97,15 @@ def _setup(args: argparse.Namespace) -> tuple[ComparisonSetup, list[str]]:
     unknown = [r for r in rows if r not in ROWS]
     if not rows or unknown:
         raise UsageError(f"unknown or empty --rows {args.rows!r}; allowed: {', '.join(ROWS)}")
-    if args.budget < 0 or (args.epochs is not None and args.epochs <= 0):
-        raise UsageError(f"--budget must be >= 0 and --epochs > 0, got {args.budget} and {args.epochs}")
-    for name in ("calib_images", "threads"):
-        if getattr(args, name) < 1:
-            raise UsageError(
-                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
-            )
+    epochs_ok = args.epochs is None or (math.isfinite(args.epochs) and args.epochs > 0)
+    if not (math.isfinite(args.budget) and args.budget >= 0) or not epochs_ok:
+        raise UsageError(
+            f"--budget must be a finite number >= 0 and --epochs one > 0, got {args.budget} and {args.epochs}"
+        )
+    for name in ("calib_images", "threads", "train_limit", "test_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     device = load_device(args.device)
     try:
         times = parse_durations(args.time)

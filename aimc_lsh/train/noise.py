@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,18 +179,37 @@ def relative_weight_noise(noise_model: Any, t_inference: float, *, n: int = 20_0
 
     Args:
         noise_model: An aihwkit ``BaseNoiseModel`` (e.g. ``PCMLikeNoiseModel()``).
-        t_inference: Seconds after programming.
+        t_inference: Seconds after programming, a finite number > 0 (aihwkit's models fail at 0).
         n: Monte-Carlo samples.
         seed: Seed of the draw.
 
+    Raises:
+        ValueError: For a time that is not a finite number > 0, or one the noise model has no data for
+            (``ReRamWan2022NoiseModel``: 1 s, 1 day, 2 days only); the message names the time.
+
     """
+    from aihwkit.exceptions import ArgumentError
+
+    t = _check_inference_time(t_inference)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        w = noise_model.apply_noise(torch.ones(n), float(t_inference))
+        w = noise_model.apply_noise(torch.ones(n), t)
+    except ArgumentError as err:  # e.g. a ReRAM model measured at a few times only
+        raise ValueError(
+            f"{type(noise_model).__name__} has no data at t_inference = {t:g} s: {err}"
+        ) from None
     finally:
         torch.random.set_rng_state(state)
     return float((w / w.mean()).std())
+
+
+def _check_inference_time(t_inference: object) -> float:
+    """``t_inference`` as a float, or a ValueError naming it unless it is a finite number > 0."""
+    ok = isinstance(t_inference, numbers.Real) and not isinstance(t_inference, bool)
+    if not ok or not math.isfinite(t_inference) or t_inference <= 0:
+        raise ValueError(f"t_inference must be a finite number of seconds > 0, got {t_inference!r}")
+    return float(t_inference)
 
 
 def noise_spec_for_device(
@@ -204,7 +224,12 @@ def noise_spec_for_device(
         sa_offset_std: Sense-amplifier offset (relative, see :class:`NoiseSpec`).
         sa_noise_std: Sense-amplifier noise (relative).
 
+    Raises:
+        ValueError: For an unknown device, or a time that is not a finite number > 0 or that the
+            device's noise model has no data for.
+
     """
+    _check_inference_time(t_inference)
     if name == "ideal":
         return NoiseSpec(sa_offset_std=sa_offset_std, sa_noise_std=sa_noise_std)
     from aimc_lsh.train.devices import aihwkit_noise_model

@@ -47,3 +47,31 @@ def test_cli_fetches_cifar_into_the_cache_but_never_into_a_named_folder(tmp_path
     results = _load().main(["--no-progress"])  # no root: fetched into the cache, verified, evaluated
     assert results["n_images"] == 9
     assert (tmp_path / "cache" / "data" / "cifar-10-batches-py" / "test_batch").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--threads", "0"], "argument --threads: must be a positive integer, got '0'"),
+        (["--hash-length", "64", "-5"], "argument --hash-length: must be a positive integer, got '-5'"),
+        (["--limit", "0"], "argument --limit: must be a positive integer, got '0'"),
+        (["--batch-size", "abc"], "argument --batch-size: must be a positive integer, got 'abc'"),
+    ],
+)
+def test_cli_rejects_non_positive_counts_as_usage_errors(extra, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _load().main(["--backbone", "digits_cnn", "--no-progress", *extra])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--kernel", "simhash"], "unknown kernel 'simhash'; registered kernels: "),
+        (["--skip", "conv9"], "skip names no Linear/Conv2d layer: conv9; patchable layers: "),
+    ],
+)
+def test_cli_checks_kernel_and_skip_before_evaluating(extra, message, capsys):
+    with pytest.raises(ValueError, match=message):
+        _load().main(["--backbone", "digits_cnn", "--no-progress", "--hash-length", "16", *extra])
+    assert "accuracy" not in capsys.readouterr().out  # nothing was evaluated

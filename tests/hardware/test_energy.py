@@ -74,7 +74,7 @@ def test_linear_layers_count_one_mvm_per_sample():
     assert events.digital_macs == 1000
 
 
-def test_report_compares_placements_with_bitbybit_scores():
+def test_report_compares_placements():
     net = _conv_net()
     models = {
         "codes": program(patch_model(net, HardwareConfig(hash_length=K, device="pcm"))),
@@ -83,10 +83,9 @@ def test_report_compares_placements_with_bitbybit_scores():
         ),
         "conventional": program(convert_conventional(net, HardwareConfig(placement="conventional"))),
     }
-    report = energy_report(models, X, acc_drop={"codes": 0.02, "projection": 0.02, "conventional": 0.0})
+    report = energy_report(models, X)
     assert list(report["model"]) == ["codes", "projection", "conventional"]
     assert (report["total_nJ"] > 0).all()
-    assert report.loc[0, "bitbybit"] > 0 and math.isnan(report.loc[2, "bitbybit"])
     parts = ["cells_pJ", "drives_pJ", "sense_amps_pJ", "adcs_pJ", "popcount_pJ", "digital_pJ"]
     assert report[parts].sum(axis=1).round(6).equals(report["total_pJ"].round(6))
     cheaper = energy_report(models, X, table=DEFAULT_ENERGY.replace(cell_read=0.0, row_drive_per_bit=0.0))

@@ -80,6 +80,46 @@ def test_checksum_is_checked_before_parsing(tmp_path):
         read_checkpoint(tmp_path / "missing.th", None)
 
 
+def _broken_checkpoints(tmp_path, model):
+    """Files torch.load fails on, each raising something else: empty, text, cut pickle, cut, bit-flipped."""
+    torch.save(model.state_dict(), tmp_path / "good.th")
+    good = (tmp_path / "good.th").read_bytes()
+    flipped = bytearray(good[:4000])
+    flipped[60] ^= 0xFF
+    contents = {
+        "empty": b"",  # EOFError
+        "text": b"hello\n",  # KeyError
+        "cut_pickle": b"\x80\x02}q\x00(X",  # struct.error
+        "truncated": good[: len(good) // 2],  # RuntimeError
+        "flipped": bytes(flipped),
+    }
+    paths = []
+    for name, content in contents.items():
+        paths.append(tmp_path / f"{name}.th")
+        paths[-1].write_bytes(content)
+    return paths
+
+
+def test_unreadable_files_name_the_file_and_why_in_one_line(tmp_path):
+    for path in _broken_checkpoints(tmp_path, resnet20_a()):
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(path, None)
+        message = str(info.value)
+        expected = f"cannot load {path} as a weights-only torch checkpoint: the file is truncated, corrupt"
+        assert message.startswith(expected), message
+        assert "\n" not in message and "weights_only` argument" not in message  # no torch advice dump
+
+
+def test_a_bad_map_location_is_named_not_blamed_on_the_file(tmp_path):
+    path = tmp_path / "good.th"
+    torch.save(resnet20_a().state_dict(), path)
+    with pytest.raises(ValueError, match="map_location .tpu. is not a torch device: .*Expected one of cpu"):
+        read_checkpoint(path, None, map_location="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="map_location 'cuda': torch sees no CUDA device here"):
+            read_checkpoint(path, None, map_location="cuda")
+
+
 def test_strict_loading_reports_every_problem():
     model = resnet20_a()
     sd = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}

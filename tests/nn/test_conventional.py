@@ -64,3 +64,17 @@ def test_layers_round_trip_to_digital_and_check_inputs():
         ConventionalConv2d.from_digital(
             nn.Conv2d(4, 4, 3, groups=2), HardwareConfig(placement="conventional")
         )
+
+
+def test_nan_inputs_dtypes_and_small_images_are_named():
+    model = program(convert_conventional(Net(), HardwareConfig(placement="conventional")))
+    with pytest.raises(ValueError, match="ConventionalConv2d received NaN or inf inputs"):
+        model.conv(torch.full((2, 3, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="ConventionalLinear received NaN or inf inputs"):
+        model.head(torch.tensor([[1.0, float("inf"), 0.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(
+        TypeError, match="ConventionalConv2d expects torch.float32 inputs .* got torch.float64"
+    ):
+        model.conv(torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="ConventionalConv2d expects inputs of at least 1 x 1 pixels"):
+        model.conv(torch.randn(2, 3, 0, 8))

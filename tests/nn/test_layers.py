@@ -93,6 +93,39 @@ def test_bad_inputs_raise_clear_errors():
         HashedLinear(6, 2, config={"hash_length": 3})
 
 
+def test_inputs_of_another_type_dtype_or_too_small_are_named():
+    conv = HashedConv2d(3, 4, 5, padding=1, dilation=1)
+    for x, message in (
+        ([[1.0]], "HashedConv2d expects a torch.Tensor input, got list"),
+        (torch.randn(1, 3, 8, 8, dtype=torch.float64), "expects torch.float32 inputs .*got torch.float64"),
+        (torch.ones(1, 3, 8, 8, dtype=torch.int64), "expects torch.float32 inputs .*got torch.int64"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            conv(x)
+    with pytest.raises(ValueError, match=r"at least 3 x 3 pixels \(kernel \(5, 5\), padding \(1, 1\)"):
+        conv(torch.randn(1, 3, 2, 8))
+    assert conv(torch.randn(1, 3, 3, 3)).shape == (1, 4, 1, 1)  # the smallest input that fits
+    with pytest.raises(TypeError, match="HashedLinear expects torch.float32 inputs"):
+        HashedLinear(6, 2)(torch.randn(3, 6).double())
+    assert HashedLinear(6, 2).double()(torch.randn(3, 6).double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("sizes", [(0, 4), (3, -1), (3, 2.5)])
+def test_non_positive_layer_sizes_are_named(sizes):
+    with pytest.raises(ValueError, match="needs a positive int number of (input|output) channels/features"):
+        HashedConv2d(*sizes, 3)
+    with pytest.raises(ValueError, match="needs a positive int number of"):
+        HashedLinear(*sizes)
+
+
+def test_nan_weights_are_refused_when_swapped_in():
+    linear = nn.Linear(4, 3)
+    with torch.no_grad():
+        linear.weight[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="HashedLinear from Linear: its weight holds 1 NaN or inf value"):
+        HashedLinear.from_digital(linear, HashConfig())
+
+
 def test_from_digital_and_to_digital_copy_weights():
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, dilation=1)
     back = HashedConv2d.from_digital(conv, HashConfig()).to_digital()

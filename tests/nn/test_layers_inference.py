@@ -6,7 +6,7 @@ from torch import nn
 
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import HashedConv2d, HashedLinear, unfold_forward
-from aimc_lsh.nn.layers import _check_finite
+from aimc_lsh.nn.digital import check_finite as _check_finite
 
 GEOMETRIES = [
     # kernel, stride, padding, dilation

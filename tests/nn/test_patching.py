@@ -65,6 +65,24 @@ def test_unknown_paths_are_rejected_with_the_list_of_layers():
         patch_model(Small(), HashConfig(), overrides={"block.1": {"hash_length": 4}})
 
 
+def test_arguments_of_the_wrong_type_are_named():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got str"):
+        patch_model("resnet20", HashConfig())
+    with pytest.raises(TypeError, match="config must be a HashConfig or a hardware config, got dict"):
+        patch_model(Small(), {"hash_length": 8})
+    with pytest.raises(TypeError, match=r"overrides\['head'\] must be a HashConfig, a dict .* got int"):
+        patch_model(Small(), HashConfig(), overrides={"head": 8})
+
+
+def test_layers_with_nan_weights_are_named_by_path():
+    model = Small()
+    with torch.no_grad():
+        model.block[3].weight[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="layer 'block.3': its weight holds 1 NaN or inf value"):
+        patch_model(model, HashConfig(hash_length=8))
+    patch_model(model, HashConfig(hash_length=8), skip=["block.3"])  # a layer left digital may hold them
+
+
 def test_round_trip_to_digital_reproduces_the_original_outputs():
     model = Small().eval()
     x = torch.randn(2, 3, 8, 8)

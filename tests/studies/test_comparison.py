@@ -74,6 +74,23 @@ def test_bad_input_exits_2_with_one_line_before_compute(extra, message, tmp_path
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--budget", "nan"], "--budget must be a finite number >= 0 and --epochs one > 0, got nan"),
+        (["--budget", "inf"], "--budget must be a finite number >= 0"),
+        (["--epochs", "nan"], "--epochs one > 0, got 4.0 and nan"),
+        (["--train-limit", "0"], "--train-limit must be a positive integer, got 0"),
+        (["--test-limit", "-3"], "--test-limit must be a positive integer, got -3"),
+    ],
+)
+def test_non_finite_budgets_and_empty_limits_are_named(extra, message, tmp_path, capsys):
+    code = main(["--dataset", "digits", *extra, "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and message in err, err
+    assert not list(tmp_path.glob("*.json"))
+
+
 def test_every_row_has_a_description():
     assert set(ROWS) == {"fp32", "conventional", "lsh", "pq", "merge75", "merge50"}
     assert all(spec.description for spec in ROWS.values())

@@ -63,6 +63,47 @@ def test_missing_cifar_data_says_how_to_provide_it(tmp_path, capsys, monkeypatch
     assert "no CIFAR-10 data" in err and "--no-download" in err and "AIMC_LSH_DATA" in err
 
 
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"\x80\x02}q\x00(X", bytes(range(256)) * 8])
+def test_corrupt_checkpoint_is_named_in_one_line(tmp_path, capsys, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    code = drift.main(["--dataset", "digits", "--out", str(out), "--no-progress", "--checkpoint", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert f"cannot load {path} as a weights-only torch checkpoint: the file is truncated, corrupt" in err
+    assert not list(out.glob("*.journal.jsonl"))
+
+
+def _cifar_with_weights(tmp_path, weights: bytes):
+    from tests.data.conftest import write_cifar10
+
+    folder, _, _ = write_cifar10(tmp_path / "data")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "resnet20-12fca82f.th").write_bytes(weights)
+    return folder, ["--data-root", str(tmp_path / "data"), "--models-root", str(tmp_path / "models")]
+
+
+def test_corrupt_cifar_batch_stops_the_study_before_any_point(tmp_path, capsys):
+    folder, roots = _cifar_with_weights(tmp_path, b"weights")
+    test_batch = folder / "test_batch"
+    test_batch.write_bytes(test_batch.read_bytes()[:200])
+    code = drift.main(["--out", str(tmp_path / "out"), "--no-progress", "--checkpoint", "none", *roots])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert f"{test_batch} is a truncated or corrupt pickle" in err
+    assert not list((tmp_path / "out").glob("*.journal.jsonl"))  # nothing computed
+
+
+def test_weights_of_another_checksum_stop_the_study_before_any_point(tmp_path, capsys):
+    _, roots = _cifar_with_weights(tmp_path, b"not the akamaster weights")
+    code = drift.main(["--out", str(tmp_path / "out"), "--no-progress", "--checkpoint", "none", *roots])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert "sha256 mismatch for" in err and "resnet20-12fca82f.th: expected 12fca82f" in err
+    assert not list((tmp_path / "out").glob("*.journal.jsonl"))
+
+
 def test_study_without_a_data_root_downloads_cifar_into_the_cache(tmp_path, monkeypatch):
     from aimc_lsh.studies.workload import resolve_source
     from tests.data.conftest import serve_cifar10

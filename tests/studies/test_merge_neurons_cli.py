@@ -65,3 +65,20 @@ def test_help_documents_every_option_and_bad_options_fail_before_any_work():
         module.main(["--dataset", "digits", "--ratios", "0"])
     with pytest.raises(ValueError, match="--rehash-interval must be >= 1"):
         module.main(["--dataset", "digits", "--rehash-interval", "0"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--eval-limit", "0"], "--eval-limit must be >= 1, got 0"),
+        (["--train-limit", "-4"], "--train-limit must be >= 1, got -4"),
+        (["--kd-alpha", "5"], r"--kd-alpha must be a number in \[0, 1\], got 5.0"),
+        (["--rehash-threshold", "1"], r"--rehash-threshold must be a fraction of bits in \[0, 1\), got 1.0"),
+        (["--finetune-lr", "nan"], "--finetune-lr must be a finite number >= 0, got nan"),
+        (["--cohesion", "-1"], "--cohesion must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_training_options_and_limits_are_checked_before_any_work(extra, message, capsys):
+    with pytest.raises(ValueError, match=message):
+        _load().main(["--dataset", "digits", *extra])
+    assert capsys.readouterr().out == ""  # nothing was evaluated or merged

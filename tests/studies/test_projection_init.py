@@ -18,6 +18,7 @@ from aimc_lsh.kernels import HashConfig  # noqa: E402
 from aimc_lsh.models import get_backbone  # noqa: E402
 from aimc_lsh.nn import fit_projections, hashed_layers, patch_model  # noqa: E402
 from aimc_lsh.train import load_checkpoint  # noqa: E402
+from tests.shared_files import needs_data_and_models  # noqa: E402
 
 DIGITS = ["--model", "digits_cnn", "--k", "16", "--images", "128", "--test-images", "16", "--threads", "1"]
 
@@ -138,6 +139,8 @@ def test_finetune_rejects_fit_projections_where_it_cannot_apply(extra, message, 
         (["--k", "0"], "must be > 0"),
         (["--energy", "0"], "--energy must be a fraction in \\(0, 1\\]"),
         (["--skip", "conv", "fc"], "leaves no layer of digits_cnn to hash"),
+        (["--threads", "0"], "argument --threads: must be a positive integer, got '0'"),
+        (["--model", "resnet99"], "unknown backbone 'resnet99'; registered: "),
     ],
 )
 def test_bad_options_stop_with_one_line(extra, message, capsys):
@@ -145,3 +148,15 @@ def test_bad_options_stop_with_one_line(extra, message, capsys):
         projection_init.main([*DIGITS, *extra])
     assert err.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@needs_data_and_models
+def test_corrupt_cifar_data_stops_with_one_line(tmp_path, capsys):
+    from tests.data.conftest import write_cifar10
+
+    folder, _, _ = write_cifar10(tmp_path)
+    (folder / "test_batch").write_bytes(b"\x80\x04")
+    with pytest.raises(SystemExit) as err:
+        projection_init.main(["--images", "8", "--test-images", "4", "--data-root", str(tmp_path)])
+    assert err.value.code == 2
+    assert f"{folder / 'test_batch'} is a truncated or corrupt pickle" in capsys.readouterr().err

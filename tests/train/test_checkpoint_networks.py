@@ -66,3 +66,13 @@ def test_kinds_and_the_digital_network_of_a_conventional_checkpoint(tmp_path):
     assert type(network.conv) is nn.Conv2d and type(network.fc) is nn.Linear
     assert torch.equal(network.fc.weight, 0.5 * backbone.fc.weight)
     assert torch.equal(network.conv.weight, backbone.conv.weight)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"\x80\x02}q\x00(X", b"PK\x03\x04" + bytes(64)])
+def test_a_corrupt_checkpoint_file_is_named_not_a_torch_traceback(tmp_path, content):
+    from aimc_lsh.models import CheckpointError
+
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"cannot load {path} as a weights-only torch checkpoint: "):
+        load_checkpoint(path)

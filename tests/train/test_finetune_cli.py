@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
 import finetune  # noqa: E402
 
 from aimc_lsh.train import load_checkpoint  # noqa: E402
+from tests.shared_files import needs_data_and_models  # noqa: E402
 
 
 @pytest.mark.slow
@@ -206,3 +207,57 @@ def test_cli_time_budget_alone_sets_the_length():
     assert both.time_budget_s == 1800.0 and both.epochs == 2.0
     assert finetune.train_config_from_args(parse([])).epochs == 10.0  # TrainConfig's default
     assert finetune.train_config_from_args(parse(["--time-budget", "5", "--recipe", "calib"])).epochs == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--k", "0"], "argument --k: must be a positive integer or 'out', got '0'"),
+        (["--k", "abc"], "argument --k: must be a positive integer or 'out', got 'abc'"),
+        (["--threads", "0"], "argument --threads: must be a positive integer, got '0'"),
+        (["--train-limit", "-1"], "argument --train-limit: must be a positive integer, got '-1'"),
+        (["--kernel", "simhash"], "unknown kernel 'simhash'; registered kernels: "),
+        (["--ste", "sigmoid"], "unknown ste 'sigmoid'; allowed: identity, clipped"),
+        (["--model", "resnet99"], "unknown backbone 'resnet99'; registered: "),
+        (["--device", "tpu"], "unknown --device 'tpu'; allowed: cpu, cuda or cuda:N"),
+        (
+            ["--device-profile", "flash"],
+            "unknown --device-profile 'flash'; allowed: ideal, pcm, hermes, reram",
+        ),
+        (["--device-profile", "pcm", "--hwa-time", "0"], "--hwa-time 0 (--device-profile pcm): t_inference"),
+        (["--device-profile", "reram", "--hwa-time", "1000"], "has no data at t_inference = 1000 s"),
+        (["--device-profile", "pcm", "--hwa-scale", "-1"], "--hwa-scale must be a finite number >= 0"),
+        (["--skip", "conv9"], "skip names no Linear/Conv2d layer: conv9"),
+    ],
+)
+def test_cli_names_a_bad_model_device_or_count_in_one_line(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"\x80\x02}q\x00(X"])
+def test_cli_names_a_corrupt_init_checkpoint(tmp_path, capsys, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(
+            ["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet", "--init-from", str(path)]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"--init-from {path}: cannot load {path}" in err and "truncated, corrupt" in err, err
+
+
+@needs_data_and_models
+def test_cli_names_a_truncated_cifar_batch(tmp_path, capsys):
+    from tests.data.conftest import write_cifar10
+
+    folder, _, _ = write_cifar10(tmp_path)
+    test = folder / "test_batch"
+    test.write_bytes(test.read_bytes()[:100])
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--k", "16", "--epochs", "1", "--quiet", "--data-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{test} is a truncated or corrupt pickle" in err, err

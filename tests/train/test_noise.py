@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -82,6 +84,22 @@ def test_device_noise_is_measured_from_aihwkit_and_grows_with_drift():
     assert noise_spec_for_device("ideal").active is False
     with pytest.raises(ValueError, match="unknown device"):
         noise_spec_for_device("flash")
+
+
+@pytest.mark.parametrize(
+    "name, t, message",
+    [
+        ("pcm", 0.0, "t_inference must be a finite number of seconds > 0, got 0.0"),
+        ("pcm", -5.0, "t_inference must be a finite number of seconds > 0, got -5.0"),
+        ("hermes", float("nan"), "got nan"),
+        ("ideal", float("inf"), "got inf"),
+        ("pcm", "1d", "got '1d'"),
+        ("reram", 1000.0, "ReRamWan2022NoiseModel has no data at t_inference = 1000 s"),
+    ],
+)
+def test_device_noise_names_a_time_it_cannot_measure(name, t, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        noise_spec_for_device(name, t)
 
 
 def test_noise_spec_rejects_bad_values():
