@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sweep demo test lint bench clean
+.PHONY: setup sweep test lint clean
 
 setup: $(STAMP)
 

@@ -149,8 +149,8 @@ def new_like(
 ) -> nn.Module:
     """An uninitialised Conv2d, Linear or BatchNorm like ``module`` with other widths (same options, mode).
 
-    BatchNorm layers take ``out_channels`` as their width. Parameters are left uninitialised (no draw from
-    the global RNG) and keep ``module``'s ``requires_grad``.
+    BatchNorm layers take ``out_channels`` as their width (their own without it). Parameters are left
+    uninitialised (no draw from the global RNG) and keep ``module``'s ``requires_grad``.
     """
     tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
     kw = {"device": tensor.device, "dtype": tensor.dtype} if tensor is not None else {}
@@ -178,7 +178,7 @@ def new_like(
         )
     else:  # BatchNorm1d / BatchNorm2d
         new = type(module)(
-            out_channels,
+            out_channels if out_channels is not None else module.num_features,
             eps=module.eps,
             momentum=module.momentum,
             affine=module.affine,
