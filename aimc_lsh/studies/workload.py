@@ -147,19 +147,14 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
     )
     tag = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     path = default_cache_dir("checkpoints") / f"digits_cnn_random_projection_k{hash_length}_calib_kd_{tag}.pt"
-    if _finished(path) or not train:
-        return path if _finished(path) else None
+    from aimc_lsh.train import training_finished
+
+    if training_finished(path) or not train:
+        return path if training_finished(path) else None
     with exclusive_lock(path.with_name(path.name + ".lock")):  # sweep workers: one trains, the others wait
-        if not _finished(path):
+        if not training_finished(path):
             _train_digits(path, hash_length, config)
     return path
-
-
-def _finished(path: Path) -> bool:
-    from aimc_lsh.train import training_progress
-
-    progress = training_progress(path)
-    return progress is not None and progress[0]
 
 
 def _train_digits(path: Path, hash_length: int, config: Any) -> None:

@@ -14,7 +14,7 @@ Public API:
         clip_weights(model, sigma) (layer-Gaussian weight clipping),
         accuracy_under_noise(model, data, spec, repeats) -> NoisyAccuracy
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model),
-        training_progress(path) (finished?, steps done, steps planned)
+        training_progress(path) (finished?, steps done, steps planned), training_finished(path)
     build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
     default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
     merge_aware_fine_tune(model, train_set, merge_config, config, teacher) -> MergeAwareResult
@@ -36,6 +36,7 @@ from aimc_lsh.train.checkpoint import (
     model_from_checkpoint,
     patch_like,
     save_checkpoint,
+    training_finished,
     training_progress,
 )
 from aimc_lsh.train.config import DEFAULT_RECIPE, RECIPES, TrainConfig
@@ -104,5 +105,6 @@ __all__ = [
     "relative_weight_noise",
     "remove_training_noise",
     "save_checkpoint",
+    "training_finished",
     "training_progress",
 ]

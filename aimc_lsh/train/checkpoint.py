@@ -156,6 +156,17 @@ def training_progress(path: str | os.PathLike[str]) -> tuple[bool, int, int] | N
     return bool(data.get("final")), int(data.get("step", 0)), int(data.get("planned_steps", 0))
 
 
+def training_finished(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a run whose training finished (False if there is no file).
+
+    Raises:
+        ValueError: If the file is not a readable aimc_lsh training checkpoint.
+
+    """
+    progress = training_progress(path)
+    return progress is not None and progress[0]
+
+
 def patch_like(model: nn.Module, layers: dict[str, dict[str, Any]], *, inplace: bool = False) -> nn.Module:
     """Patch a digital ``model`` so that the layers in ``layers`` (:func:`layer_configs`) get their configs.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from aimc_lsh.data.calibration import CALIBRATION_IMAGES
-from aimc_lsh.train.checkpoint import training_progress
+from aimc_lsh.train.checkpoint import training_finished, training_progress
 from aimc_lsh.train.config import DEFAULT_RECIPE, TrainConfig
 from aimc_lsh.utils import exclusive_lock
 
@@ -139,20 +139,15 @@ def default_checkpoint(
         cache_dir=cache_dir,
         fit_energy=fit_energy,
     )
-    if _finished(path):
+    if training_finished(path):
         return path
     if not train:
         raise FileNotFoundError(_not_ready(path))
     # one trainer per checkpoint: a second process (another sweep) waits here, then finds it finished
     with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=_say_waiting):
-        if not _finished(path):
+        if not training_finished(path):
             _train(path, backbone, kernel, hash_length, config, data_root, weights, fit_energy)
     return path
-
-
-def _finished(path: Path) -> bool:
-    progress = training_progress(path)
-    return progress is not None and progress[0]
 
 
 def _not_ready(path: Path) -> str:

@@ -16,6 +16,7 @@ from aimc_lsh.train import (
     default_checkpoint_path,
     load_checkpoint,
     model_from_checkpoint,
+    training_finished,
     training_progress,
 )
 from aimc_lsh.train.default import DEFAULT_FIT_ENERGY
@@ -79,10 +80,11 @@ def test_an_unfinished_default_checkpoint_is_finished_not_used(tmp_path):
     assert training_progress(tmp_path / "none.pt") is None
     interrupted = {**load_checkpoint(path), "final": False, "step": 2}  # as a run stopped after 2 steps
     torch.save(interrupted, path)
+    assert not training_finished(path) and not training_finished(tmp_path / "none.pt")
     with pytest.raises(FileNotFoundError, match=rf"{path.name} is unfinished \(step 2 of {planned}"):
         default_checkpoint(train=False, **kwargs)
     assert default_checkpoint(**kwargs) == path  # resumed from step 2 and completed
-    assert training_progress(path) == (True, planned, planned)
+    assert training_progress(path) == (True, planned, planned) and training_finished(path)
 
 
 def test_a_second_caller_waits_for_the_training_in_progress_and_uses_its_result(tmp_path, caplog):
