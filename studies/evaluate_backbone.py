@@ -69,11 +69,11 @@ def _hash_configs(args: argparse.Namespace, model: torch.nn.Module) -> list[Hash
         ValueError: For an unknown kernel or a ``--skip`` path that names no layer of ``model``.
 
     """
-    from aimc_lsh.nn import patch_model
+    from aimc_lsh.nn import check_layer_paths
 
     configs = [HashConfig(kernel=args.kernel, hash_length=k, seed=args.seed) for k in args.hash_length]
     if configs:
-        patch_model(model, configs[0], skip=args.skip)  # raises for --skip paths that are not layers
+        check_layer_paths(model, skip=args.skip)
     return configs
 
 

@@ -19,6 +19,7 @@ from aimc_lsh.nn.merging import (
 from aimc_lsh.nn.patching import (
     KERNEL_SWAPS,
     SWAPS,
+    check_layer_paths,
     hashed_layers,
     layer_seed,
     patch_model,
@@ -49,6 +50,7 @@ __all__ = [
     "RehashTracker",
     "apply_merge_plan",
     "calibrate_pq",
+    "check_layer_paths",
     "cohesion_penalty",
     "find_merge_chains",
     "fit_projections",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -93,6 +93,27 @@ def _check_arguments(model: object, config: object, overrides: Mapping[str, obje
             )
 
 
+def check_layer_paths(
+    model: nn.Module, *, skip: Sequence[str] = (), overrides: Mapping[str, object] | None = None
+) -> None:
+    """Raise unless every path in ``skip`` and ``overrides`` names a patchable layer of ``model``.
+
+    What :func:`patch_model` checks first; callers can check their options without patching.
+
+    Raises:
+        ValueError: Naming the unknown paths and the patchable layers.
+
+    """
+    paths = [path for path, _ in patchable_layers(model)]
+    for name, requested in (("skip", list(skip)), ("overrides", list(overrides or {}))):
+        unknown = [p for p in requested if not any(_matches(path, [p]) for path in paths)]
+        if unknown:
+            raise ValueError(
+                f"{name} names no Linear/Conv2d layer: {', '.join(map(str, unknown))}; "
+                f"patchable layers: {', '.join(paths)}"
+            )
+
+
 def patch_model(
     model: nn.Module,
     config: HashConfig,
@@ -130,14 +151,7 @@ def patch_model(
     overrides = dict(overrides or {})
     _check_arguments(model, config, overrides)
     skip = [skip] if isinstance(skip, str) else list(skip)
-    paths = [path for path, _ in patchable_layers(model)]
-    for name, requested in (("skip", skip), ("overrides", overrides)):
-        unknown = [p for p in requested if not any(_matches(path, [p]) for path in paths)]
-        if unknown:
-            raise ValueError(
-                f"{name} names no Linear/Conv2d layer: {', '.join(map(str, unknown))}; "
-                f"patchable layers: {', '.join(paths)}"
-            )
+    check_layer_paths(model, skip=skip, overrides=overrides)
     if getattr(config, "placement", None) == "conventional":
         from aimc_lsh.nn.conventional import convert_conventional
 

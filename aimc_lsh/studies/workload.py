@@ -38,7 +38,6 @@ from torch import nn
 
 from aimc_lsh.data import CALIBRATION_IMAGES, Checksum, load_cifar_arrays, verify_checksum
 from aimc_lsh.kernels import HASH_FIELDS
-from aimc_lsh.utils import exclusive_lock
 
 __all__ = [
     "BACKBONES",
@@ -147,13 +146,12 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
     )
     tag = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     path = default_cache_dir("checkpoints") / f"digits_cnn_random_projection_k{hash_length}_calib_kd_{tag}.pt"
-    from aimc_lsh.train import training_finished
+    from aimc_lsh.train import train_once, training_finished
 
-    if training_finished(path) or not train:
-        return path if training_finished(path) else None
-    with exclusive_lock(path.with_name(path.name + ".lock")):  # sweep workers: one trains, the others wait
-        if not training_finished(path):
-            _train_digits(path, hash_length, config)
+    finished = training_finished(path)
+    if finished or not train:
+        return path if finished else None
+    train_once(path, lambda: _train_digits(path, hash_length, config))  # sweep workers: one trains
     return path
 
 

@@ -14,7 +14,8 @@ Public API:
         clip_weights(model, sigma) (layer-Gaussian weight clipping),
         accuracy_under_noise(model, data, spec, repeats) -> NoisyAccuracy
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model),
-        training_progress(path) (finished?, steps done, steps planned), training_finished(path)
+        training_progress(path) (finished?, steps done, steps planned), training_finished(path),
+        train_once(path, run) (one process trains, others wait on <path>.lock)
     build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
     default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
     merge_aware_fine_tune(model, train_set, merge_config, config, teacher) -> MergeAwareResult
@@ -36,6 +37,7 @@ from aimc_lsh.train.checkpoint import (
     model_from_checkpoint,
     patch_like,
     save_checkpoint,
+    train_once,
     training_finished,
     training_progress,
 )
@@ -105,6 +107,7 @@ __all__ = [
     "relative_weight_noise",
     "remove_training_noise",
     "save_checkpoint",
+    "train_once",
     "training_finished",
     "training_progress",
 ]

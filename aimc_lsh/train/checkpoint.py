@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models.checkpoints import LOAD_ERRORS, CheckpointError, load_error_message
 from aimc_lsh.nn.digital import set_submodule
 from aimc_lsh.nn.widths import layer_widths, resize_to_widths
-from aimc_lsh.utils import atomic_path
+from aimc_lsh.utils import atomic_path, exclusive_lock
 
 FORMAT = "aimc_lsh.train/1"
 
@@ -165,6 +166,21 @@ def training_finished(path: str | os.PathLike[str]) -> bool:
     """
     progress = training_progress(path)
     return progress is not None and progress[0]
+
+
+def train_once(
+    path: str | os.PathLike[str], run: Callable[[], None], *, on_wait: Callable[[Path], None] | None = None
+) -> None:
+    """Call ``run()`` to train into ``path`` unless ``path`` already holds a finished run.
+
+    Processes that do this for the same ``path`` take turns on ``<path>.lock``
+    (:func:`aimc_lsh.utils.exclusive_lock`): one trains, the others wait (``on_wait`` is called once with
+    the lock file) and then find the finished file instead of training it again.
+    """
+    path = Path(path)
+    with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=on_wait):
+        if not training_finished(path):
+            run()
 
 
 def patch_like(model: nn.Module, layers: dict[str, dict[str, Any]], *, inplace: bool = False) -> nn.Module:

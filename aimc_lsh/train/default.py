@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 
 from aimc_lsh.data.calibration import CALIBRATION_IMAGES
-from aimc_lsh.train.checkpoint import training_finished, training_progress
+from aimc_lsh.train.checkpoint import train_once, training_finished, training_progress
 from aimc_lsh.train.config import DEFAULT_RECIPE, TrainConfig
-from aimc_lsh.utils import exclusive_lock
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +104,11 @@ def default_checkpoint(
     Training uses the CIFAR-10 training split under ``data_root`` (or ``$AIMC_LSH_DATA``) and validates on
     its test split; with the default config it takes about 30 minutes on one CPU thread.
 
+    A checkpoint counts only once its training finished: an unfinished file (an interrupted run, or one
+    another process is writing) is resumed with ``train=True``; a second process asking for the same
+    checkpoint waits for the first (an exclusive lock on ``<checkpoint>.lock``) and then returns the
+    finished file.
+
     Args:
         backbone: ``aimc_lsh.models`` backbone name.
         kernel: Kernel name.
@@ -118,11 +122,6 @@ def default_checkpoint(
         fit_energy: Share in (0, 1] of the inputs' second moment the projection rows are drawn in;
             None: Gaussian rows over all dimensions (the default checkpoints before 2026-12-02, whose
             cache names this reproduces). Ignored by kernels without a projection ``P``.
-
-    A checkpoint counts only once its training finished: an unfinished file (an interrupted run, or one
-    another process is writing) is resumed with ``train=True``; a second process asking for the same
-    checkpoint waits for the first (an exclusive lock on ``<checkpoint>.lock``) and then returns the
-    finished file.
 
     Raises:
         FileNotFoundError: If the checkpoint is missing or unfinished and ``train`` is False.
@@ -143,10 +142,12 @@ def default_checkpoint(
         return path
     if not train:
         raise FileNotFoundError(_not_ready(path))
-    # one trainer per checkpoint: a second process (another sweep) waits here, then finds it finished
-    with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=_say_waiting):
-        if not training_finished(path):
-            _train(path, backbone, kernel, hash_length, config, data_root, weights, fit_energy)
+    # one trainer per checkpoint: a second process (another sweep) waits, then finds it finished
+    train_once(
+        path,
+        lambda: _train(path, backbone, kernel, hash_length, config, data_root, weights, fit_energy),
+        on_wait=_say_waiting,
+    )
     return path
 
 
