@@ -10,6 +10,7 @@ from aimc_lsh.nn import merge_calibration
 from aimc_lsh.nn.fx_chains import MergeChain
 from aimc_lsh.nn.merge_calibration import calibrate_chains, iter_batches, metric_factor
 from aimc_lsh.nn.merge_math import folded_vectors, merge_chain_modules
+from tests.nn.twin_neurons import twin_neuron_probe
 
 
 class _ConvNet(nn.Module):
@@ -158,23 +159,8 @@ def test_more_than_max_rows_patches_are_subsampled_evenly(monkeypatch):
     torch.testing.assert_close(full["0"], metric_factor(rows.T @ rows / 4), rtol=1e-5, atol=1e-5)
 
 
-class _Probe(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(6, 3), nn.Linear(3, 2)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
-
 def test_the_calibrated_metric_lowers_the_merge_error_on_the_data():
-    torch.manual_seed(4)
-    model = _Probe()
-    with torch.no_grad():  # neurons 0 and 1 differ only on inputs 3..5, which the data never uses
-        model.fc1.weight[1] = model.fc1.weight[0]
-        model.fc1.weight[1, 3:] += torch.tensor([2.0, -1.0, 1.5])
-        model.fc1.bias[1] = model.fc1.bias[0]
-    x = torch.cat([torch.randn(256, 3), torch.zeros(256, 3)], dim=1)
+    model, x = twin_neuron_probe(hidden=3, seed=4)  # neurons 0 and 1 differ only on inputs x never uses
     chain = MergeChain("fc1", None, "fc2", (), False)
     means, factors = calibrate_chains(model, [chain], [x[:100], x[100:]], metric=True)
     assignment = torch.tensor([0, 0, 1])

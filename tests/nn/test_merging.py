@@ -11,6 +11,7 @@ from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import DigitsNet, resnet20_a, resnet20_b
 from aimc_lsh.nn import patch_model
 from aimc_lsh.nn.merging import MergeConfig, apply_merge_plan, merge_neurons, plan_merges
+from tests.nn.twin_neurons import twin_neuron_probe
 
 BLOCKS = [f"layer{s}.{b}" for s in (1, 2, 3) for b in (0, 1, 2)]
 
@@ -251,23 +252,8 @@ def test_dependent_chains_are_recalibrated_in_the_input_metric():
     assert merged(x).shape == (64, 3) and merged.fc2.in_features == 5
 
 
-class _Probe(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(6, 4), nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
-
 def test_the_input_metric_merges_neurons_that_respond_alike_on_the_data():
-    torch.manual_seed(0)
-    model = _Probe()
-    with torch.no_grad():  # neurons 0 and 1 differ only on inputs 3..5, which the data never uses
-        model.fc1.weight[1] = model.fc1.weight[0]
-        model.fc1.weight[1, 3:] += torch.tensor([2.0, -1.0, 1.5])
-        model.fc1.bias[1] = model.fc1.bias[0]
-    x = torch.cat([torch.randn(256, 3), torch.zeros(256, 3)], dim=1)
+    model, x = twin_neuron_probe(hidden=4, seed=0)  # neurons 0 and 1 differ only on inputs x never uses
     on_data, report = merge_neurons(model, MergeConfig(target_ratio=1.0, metric="inputs"), x)
     assert report.channels_after == 3
     torch.testing.assert_close(on_data(x), model(x), rtol=1e-3, atol=1e-3)
