@@ -2,6 +2,14 @@
 
 from aimc_lsh.kernels.base import HashKernel, cosine_from_similarity, safe_norm, safe_sqrt
 from aimc_lsh.kernels.config import HASH_FIELDS, HashConfig  # noqa: I001  (needs the registered kernels above)
+from aimc_lsh.kernels.hamming import (
+    cosine_table,
+    hamming_cosine,
+    hamming_weights,
+    native_hamming,
+    native_hamming_available,
+    pack_code_bits,
+)
 from aimc_lsh.kernels.learned_proj import LearnedProjKernel
 from aimc_lsh.kernels.pq import (
     assignment_ste,
@@ -35,15 +43,21 @@ __all__ = [
     "assignment_ste",
     "build_kernel",
     "cosine_from_similarity",
+    "cosine_table",
     "distortion",
     "get_kernel_class",
+    "hamming_cosine",
+    "hamming_weights",
     "hard_assignment",
     "hard_sign",
     "kernel_names",
     "kmeans",
     "kmeans_plus_plus",
     "lookup_table",
+    "native_hamming",
+    "native_hamming_available",
     "needs_grad",
+    "pack_code_bits",
     "patch_norms",
     "principal_basis",
     "quantize_table",

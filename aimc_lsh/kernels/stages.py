@@ -15,10 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lsh.kernels.base import cosine_from_similarity, safe_sqrt
+from aimc_lsh.kernels.hamming import hamming_cosine, hamming_weights, native_hamming_available
 from aimc_lsh.kernels.ste import sign_ste
 
 TilePair = tuple[int, int]
 """Index ``(i, j)`` of an input tile i and an output tile j of a layer."""
+
+_FUSED_STEPS = ("binarize", "match", "reconstruct")
+"""The steps :meth:`HashStages.match_and_reconstruct` may run as one native pass (when none is overridden)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class HashStages(nn.Module):
     def __init__(self, ste: str = "identity") -> None:
         super().__init__()
         self.ste = ste
+        # tile pair -> (codes, w_norm, hamming_weights of them) for the native stage
+        self._hamming_weights: dict[TilePair, tuple[Tensor, Tensor, tuple[Tensor, Tensor]]] = {}
 
     def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
         """Norms ``||x_patch||`` of every input patch, computed once per input tile for :meth:`reconstruct`.
@@ -105,6 +111,50 @@ class HashStages(nn.Module):
 
         """
         return F.conv2d(h_x, codes[:, :, None, None])
+
+    def match_and_reconstruct(
+        self, pre: Tensor, codes: Tensor, w_norm: Tensor, x_norm: Tensor, tile: TilePair
+    ) -> Tensor:
+        """Binarize, match and reconstruct: ``cos(pi/2 (1 - S/k)) ||w|| ||x_patch||`` from the projections.
+
+        Runs :meth:`binarize`, :meth:`match` and :meth:`reconstruct` (on ``S / k``) in turn, except in
+        inference on float32 CPU tensors with none of the three replaced by a subclass: there the
+        bit-packed native Hamming stage computes the same numbers in one pass
+        (:func:`aimc_lsh.kernels.hamming_cosine`; it falls back to the three steps without a C compiler).
+
+        Args:
+            pre: Projections (N, k, H, W); overwritten in inference.
+            codes: Weight codes h_W (out_j, k).
+            w_norm: Weight row norms (out_j,).
+            x_norm: Patch norms (N, 1, H, W).
+            tile: Tile pair index.
+
+        Returns:
+            The tile pair's output (N, out_j, H, W), a new tensor.
+
+        """
+        if self._native_hamming_applies(pre, codes, w_norm, x_norm):
+            kept = self._hamming_weights.get(tile)
+            if kept is None or kept[0] is not codes or kept[1] is not w_norm:  # layers reuse them
+                kept = (codes, w_norm, hamming_weights(codes, w_norm))
+                self._hamming_weights[tile] = kept
+            return hamming_cosine(pre, codes, w_norm, x_norm, weights=kept[2])
+        hash_length = codes.shape[1]
+        agreement = self.match(self.binarize(pre, tile), codes, tile)
+        if needs_grad(agreement, w_norm, x_norm):
+            similarity = agreement / hash_length
+        else:  # inference: no new output-sized tensor (reconstruct overwrites it too)
+            similarity = agreement.div_(hash_length)
+        return self.reconstruct(similarity, w_norm, x_norm, tile)
+
+    def _native_hamming_applies(self, *tensors: Tensor) -> bool:
+        """Inference, float32 CPU tensors, the ideal steps (none overridden), the native stage available."""
+        steps_are_ideal = all(getattr(type(self), step) is getattr(HashStages, step) for step in _FUSED_STEPS)
+        if not steps_are_ideal or needs_grad(*tensors):
+            return False
+        if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+            return False
+        return native_hamming_available()
 
     def reconstruct(self, similarity: Tensor, w_norm: Tensor, x_norm: Tensor, tile: TilePair) -> Tensor:
         """Rescale the estimated cosine by the norms: ``cos(pi/2 (1 - s)) ||w|| ||x_patch||``.

@@ -57,19 +57,27 @@ def new_weight(*shape: int) -> nn.Parameter:
     return weight
 
 
-def check_finite_parameters(module: nn.Module, owner: str) -> None:
+def check_finite_parameters(
+    module: nn.Module,
+    owner: str,
+    advice: str = "only finite weights can be swapped (check the checkpoint or training run they came from)",
+) -> None:
     """Raise a ValueError naming ``owner`` if ``module``'s weight or bias holds NaN or inf.
 
     A NaN weight would hash to a zero code and silently give wrong outputs instead of NaN ones.
+
+    Args:
+        module: The layer whose ``weight`` / ``bias`` are checked.
+        owner: How the message names it.
+        advice: The message's last clause (what to do about it).
+
     """
     for name in ("weight", "bias"):
         value = getattr(module, name, None)
         if isinstance(value, Tensor) and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(
-                f"{owner}: its {name} holds {bad} NaN or inf value(s) of {value.numel()}; "
-                "only finite weights can be swapped (check the checkpoint or training run they came from)"
-            )
+            count = f"{bad} NaN or inf value(s) of {value.numel()}"
+            raise ValueError(f"{owner}: its {name} holds {count}; {advice}")
 
 
 def copy_parameters(dst: M, src: nn.Module) -> M:

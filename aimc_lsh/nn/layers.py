@@ -29,6 +29,7 @@ from aimc_lsh.nn.digital import (
     Conv2dFace,
     LinearFace,
     check_finite,
+    check_finite_parameters,
     check_zero_padding,
     conv_geometry,
     copy_parameters,
@@ -36,6 +37,20 @@ from aimc_lsh.nn.digital import (
 )
 
 _SEED_STRIDE = 1_000_003
+_NAN_WEIGHT_ADVICE = (
+    "hashing them would give wrong codes and zero norms without a NaN in the output "
+    "(did a training run diverge, or were the weights edited after patching?)"
+)
+
+
+def _same_tensor(kept: Tensor, current: Tensor) -> bool:
+    """Whether ``current`` has ``kept``'s shape, dtype, device and values (exactly)."""
+    return (
+        kept.shape == current.shape
+        and kept.dtype == current.dtype
+        and kept.device == current.device
+        and torch.equal(kept, current)
+    )
 
 
 def split_range(size: int, tile_size: int | None) -> list[tuple[int, int]]:
@@ -113,6 +128,8 @@ class HashedLayer(nn.Module):
                 )
         self.kernels = nn.ModuleList(kernels)
         self.stages = config.build_stages()
+        # tile pair -> (weight tile, P, codes, norms) kept by _codes_and_norms for inference
+        self._inference_cache: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor, Tensor]] = {}
         if bias:
             self.bias = nn.Parameter(torch.zeros(out_channels))
         else:
@@ -159,6 +176,23 @@ class HashedLayer(nn.Module):
         """Row norms of the weight tile (out_j,)."""
         return safe_norm(self.weight_tile(i, j), dim=1)
 
+    def _codes_and_norms(self, i: int, j: int) -> tuple[Tensor, Tensor]:
+        """:meth:`weight_codes` and :meth:`weight_norms` of tile pair (i, j), as the forward pass uses them.
+
+        In inference (no autograd on the weight or P) they are kept with copies of the weight tile and
+        P and reused while both still equal their copies exactly (one comparison pass over each instead
+        of projecting the weights at every forward; any change, in place or through ``.data``, is seen).
+        """
+        weight, projection = self.weight_tile(i, j), self.kernel(i, j).projection
+        if needs_grad(weight, projection):
+            return self.weight_codes(i, j), self.weight_norms(i, j)
+        kept = self._inference_cache.get((i, j))
+        if kept is not None and _same_tensor(kept[0], weight) and _same_tensor(kept[1], projection):
+            return kept[2], kept[3]
+        codes, norms = self.weight_codes(i, j), self.weight_norms(i, j)
+        self._inference_cache[(i, j)] = (weight.detach().clone(), projection.detach().clone(), codes, norms)
+        return codes, norms
+
     def patch_norms(self, x_tile: Tensor) -> Tensor:
         """Norms of every input patch of ``x_tile`` (N, C_i, H, W) -> (N, 1, H_out, W_out).
 
@@ -171,6 +205,8 @@ class HashedLayer(nn.Module):
     # ----------------------------------------------------------------- forward
     def _forward_4d(self, x: Tensor) -> Tensor:
         check_finite(x, type(self).__name__)
+        if not bool(torch.isfinite(self.weight.detach().sum())):  # one pass over the weights when finite
+            check_finite_parameters(self, type(self).__name__, _NAN_WEIGHT_ADVICE)
         # Channels-last makes the projection ~2x and the 1x1 code match ~10x faster on CPU (measured).
         x = x.contiguous(memory_format=torch.channels_last)
         stages, n_out = self.stages, len(self.out_tiles)
@@ -180,16 +216,9 @@ class HashedLayer(nn.Module):
             x_norm = self.patch_norms(x_tile)
             for j in range(n_out):
                 tile = (i, j)
-                kernel = self.kernel(i, j)
                 pre = stages.project(x_tile, self.projection_filters(i, j), self.geometry, tile)
-                h_x = stages.binarize(pre, tile)
-                agreement = stages.match(h_x, self.weight_codes(i, j), tile)
-                w_norm = self.weight_norms(i, j)
-                if needs_grad(agreement, w_norm, x_norm):
-                    similarity = agreement / kernel.hash_length
-                else:  # inference: no new output-sized tensor (reconstruct overwrites it too)
-                    similarity = agreement.div_(kernel.hash_length)
-                y = stages.reconstruct(similarity, w_norm, x_norm, tile)
+                codes, w_norm = self._codes_and_norms(i, j)
+                y = stages.match_and_reconstruct(pre, codes, w_norm, x_norm, tile)
                 outputs[j] = y if outputs[j] is None else outputs[j] + y
         out = outputs[0] if n_out == 1 else torch.cat(outputs, dim=1)
         if self.bias is not None:
