@@ -144,13 +144,16 @@ def patch_model(
 
     Raises:
         TypeError: If ``model``, ``config`` or a value of ``overrides`` has a type it cannot be.
-        ValueError: If a path in ``skip`` or ``overrides`` names no patchable layer, an override sets an
-            unknown field or a bad value, or a layer to swap holds NaN or inf weights.
+        ValueError: If ``model`` holds no ``nn.Linear`` / ``nn.Conv2d`` below its root, a path in ``skip``
+            or ``overrides`` names no patchable layer, an override sets an unknown field or a bad value, or
+            a layer to swap holds NaN or inf weights.
 
     """
     overrides = dict(overrides or {})
     _check_arguments(model, config, overrides)
     skip = [skip] if isinstance(skip, str) else list(skip)
+    if not patchable_layers(model):
+        raise ValueError(_nothing_to_patch(model))
     check_layer_paths(model, skip=skip, overrides=overrides)
     if getattr(config, "placement", None) == "conventional":
         from aimc_lsh.nn.conventional import convert_conventional
@@ -171,6 +174,24 @@ def patch_model(
         hashed.train(module.training)
         set_submodule(model, path, hashed)
     return model
+
+
+def _nothing_to_patch(model: nn.Module) -> str:
+    """The error message for a model without a layer patch_model can swap, with what to do instead."""
+    name = type(model).__name__
+    if type(model) in SWAPS:
+        return (
+            f"patch_model swaps the layers inside a model, and got a bare {name}: build its hashed copy "
+            f"with aimc_lsh.nn.{SWAPS[type(model)].__name__}.from_digital(layer, config), or wrap it in "
+            "nn.Sequential"
+        )
+    already = sum(1 for _ in patched_layers(model))
+    if already:
+        return (
+            f"patch_model found no nn.Linear / nn.Conv2d in this {name}: its {already} layer(s) are patched "
+            "already; call aimc_lsh.nn.to_digital(model) first to patch it with another config"
+        )
+    return f"patch_model found no nn.Linear / nn.Conv2d layer in this {name}: there is nothing to hash"
 
 
 def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:

@@ -98,3 +98,16 @@ def test_inplace_patching_and_distinct_layer_seeds():
     assert model.block[0].seed != model.block[3].seed
     again = patch_model(Small(), HashConfig(hash_length=16, seed=3))
     assert torch.equal(again.block[0].kernels[0].P, model.block[0].kernels[0].P)
+
+
+def test_a_model_without_a_layer_to_swap_is_an_error_that_says_what_to_do():
+    config = HashConfig(hash_length=8)
+    with pytest.raises(ValueError, match=r"bare Linear: .*HashedLinear\.from_digital"):
+        patch_model(nn.Linear(4, 3), config)
+    with pytest.raises(ValueError, match=r"bare Conv2d: .*HashedConv2d\.from_digital"):
+        patch_model(nn.Conv2d(2, 3, 3), config)
+    patched = patch_model(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), config)
+    with pytest.raises(ValueError, match=r"its 2 layer\(s\) are patched already; .*to_digital"):
+        patch_model(patched, config.replace(hash_length=16))
+    with pytest.raises(ValueError, match="no nn.Linear / nn.Conv2d layer in this Sequential: there is"):
+        patch_model(nn.Sequential(nn.ReLU()), config)
