@@ -191,12 +191,24 @@ def hamming_cosine(
 
     Raises:
         RuntimeError: The native stage is not available (see :func:`native_hamming_available`).
-        ValueError: Shapes that do not fit together.
+        ValueError: Tensors that are not float32 on the CPU, or shapes that do not fit together.
 
     """
     library = _load() if native_hamming_available() else None
     if library is None:
         raise RuntimeError(f"the native Hamming stage is not available (compiler missing, or {NATIVE_ENV}=0)")
+    named = {"projections": pre, "codes": codes, "weight norms": w_norm, "patch norms": x_norm}
+    for name, tensor in named.items():
+        if tensor.dtype != torch.float32 or tensor.device.type != "cpu":
+            raise ValueError(
+                f"hamming_cosine: {name} are {tensor.dtype} on {tensor.device}; only float32 CPU tensors "
+                "are allowed (HashStages runs the PyTorch steps for the others)"
+            )
+    if pre.dim() != 4 or codes.dim() != 2:
+        raise ValueError(
+            f"hamming_cosine: projections must be (N, k, H, W) and codes (out, k), got {tuple(pre.shape)} "
+            f"and {tuple(codes.shape)}"
+        )
     n, k, h, w = pre.shape
     n_out = codes.shape[0]
     if codes.shape[1] != k or w_norm.shape != (n_out,) or x_norm.shape != (n, 1, h, w):

@@ -108,6 +108,10 @@ def test_shapes_that_do_not_fit_are_rejected_by_name():
         hamming_cosine(pre, codes[:, :15], w_norm, x_norm)
     with pytest.raises(ValueError, match=r"patch norms \(2, 1, 4, 3\)"):
         hamming_cosine(pre, codes, w_norm, x_norm[..., :3])
+    with pytest.raises(ValueError, match="patch norms are torch.float64 on cpu; only float32 CPU tensors"):
+        hamming_cosine(pre, codes, w_norm, x_norm.double())
+    with pytest.raises(ValueError, match=r"projections must be \(N, k, H, W\)"):
+        hamming_cosine(pre[0], codes, w_norm, x_norm)
 
 
 def test_switched_off_it_refuses_and_the_stages_use_the_pytorch_steps(monkeypatch):
