@@ -1,6 +1,7 @@
 """The native Hamming stage: packed bits, the cosine table, and equality with the PyTorch steps."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import warnings
@@ -19,7 +20,7 @@ from aimc_lsh.kernels import (
 )
 from aimc_lsh.kernels import hamming as hamming_module
 
-HAVE_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
+HAVE_COMPILER = shutil.which(shlex.split(os.environ.get("CC") or "cc")[0]) is not None
 needs_compiler = pytest.mark.skipif(not HAVE_COMPILER, reason="no C compiler")
 
 
@@ -55,7 +56,8 @@ def test_cosine_table_holds_the_rescaled_cosine_for_each_count_of_disagreeing_bi
 def test_the_native_stage_is_available_where_a_compiler_is():
     """Guards the tests below: with a compiler they must exercise the native stage, not the fallback."""
     assert native_hamming_available()
-    if "gcc" in subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.lower():
+    compiler = shlex.split(os.environ.get("CC") or "cc")
+    if "gcc" in subprocess.run([*compiler, "--version"], capture_output=True, text=True).stdout.lower():
         assert hamming_module._load().aimc_hamming_parallel() == 1  # built with OpenMP
     with native_hamming(False):
         assert not native_hamming_available()
