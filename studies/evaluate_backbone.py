@@ -24,7 +24,7 @@ from aimc_lsh.data import make_loader, resolve_data_root
 from aimc_lsh.eval import bitbybit_score, evaluate
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import backbone_names, backbone_spec, get_backbone
-from aimc_lsh.studies.cli import positive_int
+from aimc_lsh.studies.cli import check_output_files, positive_int
 from aimc_lsh.utils import atomic_write_text
 
 
@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_output_files(parser, {"--json": args.json})
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

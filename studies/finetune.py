@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
-from aimc_lsh.studies.cli import positive_int  # noqa: E402
+from aimc_lsh.studies.cli import check_output_files, positive_int  # noqa: E402
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
     RECIPES,
@@ -372,6 +372,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_model_options(parser, args)
+    check_output_files(parser, {"--checkpoint": args.checkpoint, "--log-csv": args.log_csv,
+                                "--summary-json": args.summary_json})  # fmt: skip
     check_hwa_options(parser, args)
     check_projection_fit(parser, args)
     try:  # every bad number stops here, before data is loaded

@@ -33,7 +33,7 @@ import aimc_lsh as al
 from aimc_lsh.hardware import HardwareConfig, drift, energy_report, program
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES
 from aimc_lsh.nn.conventional import convert_conventional
-from aimc_lsh.studies.cli import positive_int
+from aimc_lsh.studies.cli import check_output_files, positive_int
 from aimc_lsh.utils import atomic_write_text
 
 TIMES = {"t=0": 0.0, "1 hour": 3600.0, "1 day": 86_400.0, "1 year": 365 * 86_400.0}
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_output_files(parser, {"--out": args.out})
     torch.set_num_threads(args.threads)
     try:
         backbone, data, models = prepare(args)

@@ -46,6 +46,7 @@ from aimc_lsh.eval import evaluate  # noqa: E402
 from aimc_lsh.eval.complexity import count_params_flops  # noqa: E402
 from aimc_lsh.models import get_backbone  # noqa: E402
 from aimc_lsh.nn.merging import MergeConfig, apply_merge_plan, plan_merges  # noqa: E402
+from aimc_lsh.studies.runner import check_output_file  # noqa: E402
 from aimc_lsh.train import save_checkpoint  # noqa: E402
 from aimc_lsh.utils import atomic_write_text  # noqa: E402
 
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.out:
+        check_output_file(args.out, "--out")
     if not args.ratios or any(not 0 < r <= 1 for r in args.ratios):
         raise ValueError(f"--ratios must be fractions in (0, 1], got {args.ratios}")
     for name in ("calib_images", "finetune_steps", "merge_aware_steps"):

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402
 from aimc_lsh.nn.projection_fit import FITTABLE_KERNELS  # noqa: E402
-from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP, positive_int  # noqa: E402
+from aimc_lsh.studies.cli import NO_DOWNLOAD_HELP, check_output_files, positive_int  # noqa: E402
 
 MAX_TEST_ROWS = 20_000
 """Test patches per layer kept for the quality figures (the first ones, in image order)."""
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Run the CLI; returns the per-layer table."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_output_files(parser, {"--out": args.out, "--write-init": args.write_init})
     if args.k <= 0 or args.images <= 0 or args.test_images <= 0:
         counts = f"{args.k}, {args.images}, {args.test_images}"
         parser.error(f"--k, --images and --test-images must be > 0, got {counts}")

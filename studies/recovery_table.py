@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import finetune  # noqa: E402  (studies/finetune.py)
 
+from aimc_lsh.studies.runner import check_output_dir  # noqa: E402
 from aimc_lsh.train.config import DEFAULT_RECIPE  # noqa: E402
 from aimc_lsh.utils import atomic_write_text  # noqa: E402
 
@@ -283,16 +284,18 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.bn_images < 0:
         p.error(f"--bn-images must be >= 0 (0: no re-estimation), got {args.bn_images}")
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; allowed: {', '.join(ROWS)}")
+    try:  # a file where the folder belongs, or no write permission: one line, before any training
+        out = check_output_dir(args.out)
+    except ValueError as err:
+        p.error(str(err))
     if args.bn_images:
         try:  # before hours of training, not after (and loaded once for every row)
             bn_images_of(args)
         except (ValueError, OSError) as err:
             p.error(f"--bn-images: {err}")
-    unknown = [r for r in args.rows if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; allowed: {', '.join(ROWS)}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in args.rows:
         if (out / f"{name}.json").exists() and not args.force:
             if args.reevaluate and ROWS[name].get("noise_eval"):

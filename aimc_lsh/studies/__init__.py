@@ -2,7 +2,8 @@
 
 Public API:
     Sweep(name, points, fn, context, config, plot), run_sweep(sweep, out_dir, *, workers, threads,
-        ray_address, progress, fresh) -> SweepResult, SweepOutputs, SweepInterrupted, check_output_dir
+        ray_address, progress, fresh) -> SweepResult, SweepOutputs, SweepInterrupted, check_output_dir,
+        check_output_file
     product_grid(axes, base, where), point_key(params), point_seed(key), canonical_json(params)
     Journal, PointRecord, JournalError, materialise_rows
     make_backend, SerialBackend, ProcessBackend, RayBackend, run_point, PointError
@@ -32,6 +33,7 @@ from aimc_lsh.studies.runner import (
     SweepOutputs,
     SweepResult,
     check_output_dir,
+    check_output_file,
     run_sweep,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "SweepResult",
     "canonical_json",
     "check_output_dir",
+    "check_output_file",
     "check_params",
     "git_revision",
     "make_backend",

@@ -4,6 +4,7 @@
 * :func:`add_common_arguments`: the options every study has (output folder, workers, Ray, threads,
   seeds, dataset, data root, checkpoint, ...).
 * Parsers for option values: durations with units (``1h``, ``10y``), comma lists of ints/floats/names.
+* :func:`check_output_files`: a results file the options name can be written (before the work).
 * :func:`run_main`: runs a study's ``main`` and turns the expected failures (bad input, missing data,
   a failed point, an interruption) into one clear line on stderr and a non-zero exit status.
 """
@@ -15,7 +16,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "parse_workers",
     "positive_int",
     "add_common_arguments",
+    "check_output_files",
     "run_main",
 ]
 
@@ -288,6 +290,30 @@ def add_common_arguments(
         help="Discard earlier results of the same sweep in --out instead of resuming from them.",
     )
     run.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+
+def check_output_files(
+    parser: argparse.ArgumentParser, paths: Mapping[str, str | os.PathLike[str] | None]
+) -> None:
+    """Stop (exit 2, one line) if a results file named on the command line could not be written.
+
+    Call it right after parsing, so a folder given where a file belongs costs nothing instead of a
+    traceback after the computation (see :func:`aimc_lsh.studies.runner.check_output_file`).
+
+    Args:
+        parser: The study's parser (its ``error`` prints the line and exits).
+        paths: Option name -> the path it was given (``None``: option not used, skipped).
+
+    """
+    from aimc_lsh.studies.runner import check_output_file
+
+    for option, path in paths.items():
+        if path is None or str(path) == "":
+            continue
+        try:
+            check_output_file(path, option)
+        except ValueError as err:
+            parser.error(str(err))
 
 
 def _one_line(err: BaseException) -> str:

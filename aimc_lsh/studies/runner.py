@@ -43,6 +43,7 @@ __all__ = [
     "SweepResult",
     "SweepInterrupted",
     "check_output_dir",
+    "check_output_file",
     "run_sweep",
     "results_frame",
 ]
@@ -134,6 +135,37 @@ class SweepResult:
     """Points taken from an earlier (interrupted) run."""
     seconds: float
     """Wall time of this run."""
+
+
+def check_output_file(path: str | os.PathLike[str], option: str) -> Path:
+    """Check that a results file can be written at ``path``, before any computation (creates nothing).
+
+    The file may exist (it will be replaced atomically); its folder may be missing (it will be created),
+    but the nearest existing ancestor must be a writable folder.
+
+    Args:
+        path: The file a study will write.
+        option: The command-line option that named it (quoted in the error).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path` (``~`` expanded).
+
+    Raises:
+        ValueError: With a one-line explanation naming ``option`` if ``path`` is a folder, a parent of it
+            is a file, or the folder it would go into is not writable.
+
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ValueError(f"{option} {target} is a folder; give a file name (a file in it, for example)")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{option} {target}: {ancestor} is a file, so no folder can be made there")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {target}: folder {ancestor} is not writable")
+    return target
 
 
 def check_output_dir(folder: str | os.PathLike[str]) -> Path:

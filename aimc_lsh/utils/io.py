@@ -47,8 +47,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Yields:
         An empty temporary file in the same directory (same suffix as ``path``) to overwrite.
 
+    Raises:
+        IsADirectoryError: If ``path`` is an existing folder (checked before the block runs).
+
     """
     final = Path(path)
+    if final.is_dir():  # os.replace would fail only after the data was written
+        raise IsADirectoryError(f"cannot write {final}: it is a folder; give a file name")
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
     os.close(fd)

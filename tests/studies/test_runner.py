@@ -7,7 +7,7 @@ import pytest
 from aimc_lsh.studies.executors import PointError
 from aimc_lsh.studies.grid import product_grid
 from aimc_lsh.studies.plotting import plot_bands
-from aimc_lsh.studies.runner import Sweep, check_output_dir, run_sweep
+from aimc_lsh.studies.runner import Sweep, check_output_dir, check_output_file, run_sweep
 from tests.studies import toy_points
 
 
@@ -91,3 +91,29 @@ def test_sweep_validation():
         Sweep("x", [{"a": 1}, {"a": 1}], toy_points.noisy_rows)
     with pytest.raises(ValueError, match="sweep name"):
         Sweep("a/b", [{"a": 1}], toy_points.noisy_rows)
+
+
+def test_check_output_file_accepts_new_and_existing_files_and_creates_nothing(tmp_path):
+    existing = tmp_path / "old.csv"
+    existing.write_text("x")
+    assert check_output_file(existing, "--out") == existing
+    assert check_output_file(tmp_path / "a" / "b" / "new.csv", "--out") == tmp_path / "a" / "b" / "new.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]  # no folder was made
+
+
+def test_check_output_file_names_the_option_and_the_problem(tmp_path):
+    with pytest.raises(ValueError, match=f"--log-csv {tmp_path} is a folder; give a file name"):
+        check_output_file(tmp_path, "--log-csv")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=f"--out {blocker / 'x' / 'y.csv'}: {blocker} is a file"):
+        check_output_file(blocker / "x" / "y.csv", "--out")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # permissions are enforced (not root)
+            with pytest.raises(ValueError, match=f"folder {locked} is not writable"):
+                check_output_file(locked / "new" / "y.csv", "--out")
+    finally:
+        locked.chmod(0o700)

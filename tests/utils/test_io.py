@@ -64,3 +64,13 @@ def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
         assert atomic_write_text(tmp_path / "private.csv", "a\n").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(previous)
+
+
+def test_atomic_path_refuses_a_folder_before_the_block_runs(tmp_path):
+    ran = []
+    with pytest.raises(IsADirectoryError, match=f"cannot write {tmp_path}: it is a folder"):
+        with atomic_path(tmp_path):
+            ran.append(True)
+    with pytest.raises(IsADirectoryError):
+        atomic_write_text(tmp_path, "x")
+    assert ran == [] and list(tmp_path.iterdir()) == []  # no temporary file left behind
