@@ -194,8 +194,7 @@ def hamming_cosine(
         ValueError: Tensors that are not float32 on the CPU, or shapes that do not fit together.
 
     """
-    library = _load() if native_hamming_available() else None
-    if library is None:
+    if not native_hamming_available():  # it loads the library (once) when switched on
         raise RuntimeError(f"the native Hamming stage is not available (compiler missing, or {NATIVE_ENV}=0)")
     named = {"projections": pre, "codes": codes, "weight norms": w_norm, "patch norms": x_norm}
     for name, tensor in named.items():
@@ -223,7 +222,7 @@ def hamming_cosine(
     out = torch.empty(n, h, w, n_out, dtype=torch.float32)
     n_positions = n * h * w
     threads = max(1, min(torch.get_num_threads(), n_positions // _MIN_POSITIONS_PER_THREAD))
-    library.aimc_hamming_cosine(
+    _library.aimc_hamming_cosine(
         rows.data_ptr(),
         n_positions,
         k,

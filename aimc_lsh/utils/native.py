@@ -15,10 +15,10 @@ import os
 import platform
 import shlex
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from aimc_lsh.utils.io import atomic_path
 from aimc_lsh.utils.locking import exclusive_lock
 
 __all__ = ["NativeBuildError", "build_shared_library", "native_cache_dir"]
@@ -109,10 +109,8 @@ def build_shared_library(
     with exclusive_lock(target.with_name(target.name + ".lock")):
         if target.is_file():  # another process built it while this one waited
             return target
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
-            command = [*compiler, *flags, "-o", tmp_name, str(source)]
+        with atomic_path(target) as tmp:  # a failed or interrupted build leaves no library behind
+            command = [*compiler, *flags, "-o", str(tmp), str(source)]
             try:
                 result = subprocess.run(command, capture_output=True, text=True, timeout=300)
             except (OSError, subprocess.TimeoutExpired) as error:
@@ -122,8 +120,4 @@ def build_shared_library(
                 raise NativeBuildError(
                     f"compiling {source.name} failed ({shlex.join(command)}): {result.stderr.strip()[-2000:]}"
                 )
-            os.replace(tmp_name, target)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
     return target
