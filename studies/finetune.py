@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         "better on those images (the first convolution and the classifier of ResNet-20 keep theirs; "
         "what --checkpoint default does)",
     )
+    g.add_argument(
+        "--center-inputs",
+        action="store_true",
+        help="hash each layer's input minus its mean per channel (measured on the first "
+        f"{CALIBRATION_IMAGES} training images) and add the mean's exact contribution digitally: less "
+        "estimation noise for post-ReLU inputs (random_projection / learned_projection; docs/training.md)",
+    )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
@@ -264,7 +271,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with one line when ``--fit-projections`` cannot apply."""
+    """Stop with one line when ``--fit-projections`` or ``--center-inputs`` cannot apply."""
+    simhash = ("random_projection", "learned_projection")
+    if args.center_inputs and (args.conventional or args.kernel not in simhash):
+        parser.error(f"--center-inputs needs --kernel {' or '.join(simhash)} (not --conventional)")
+    if args.center_inputs and args.fit_projections is not None:
+        parser.error(
+            "--center-inputs and --fit-projections exclude each other (the fit measures uncentred inputs)"
+        )
     if args.fit_projections is None:
         if args.fit_only_where_better:
             parser.error("--fit-only-where-better needs --fit-projections ENERGY")
@@ -325,7 +339,8 @@ def check_model_options(parser: argparse.ArgumentParser, args: argparse.Namespac
         backbone_spec(args.model)
         if not args.conventional:
             HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
-                       orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
+                       orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
+                          center_inputs=args.center_inputs)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -415,7 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
         student = copy.deepcopy(teacher)
     else:
         base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
-                          orthogonal=args.orthogonal, ste=args.ste, seed=args.seed)  # fmt: skip
+                          orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
+                          center_inputs=args.center_inputs)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         try:
             student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
@@ -425,6 +441,10 @@ def main(argv: list[str] | None = None) -> dict:
         calib = calib.float().div(255.0) if calib.dtype == torch.uint8 else calib
         if needs_data(student):  # PQ codebooks: k-means
             prepare_model(student, list(calib.split(128)))
+        if args.center_inputs and not args.init_from:  # with --init-from the checkpoint's references load
+            from aimc_lsh.nn import calibrate_input_centers
+
+            calibrate_input_centers(student, calib)
         if args.fit_projections is not None:
             from aimc_lsh.nn.projection_fit import fit_projections
 
@@ -461,7 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
         "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
         "init_from": args.init_from, "fit_projections": args.fit_projections,
-        "fit_only_where_better": args.fit_only_where_better,
+        "fit_only_where_better": args.fit_only_where_better, "center_inputs": args.center_inputs,
         "prior_steps": None if prior is None else int(prior.get("step", 0)),
         "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
         "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),

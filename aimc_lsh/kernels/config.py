@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Self
 
+from aimc_lsh.kernels.base import HashKernel
 from aimc_lsh.kernels.pq_kernel import check_table_bits, check_temperature
 from aimc_lsh.kernels.registry import get_kernel_class
 from aimc_lsh.kernels.stages import HashStages
@@ -57,6 +58,13 @@ class HashConfig:
     output_tile_size: int | None = None
     """Output channels (features) per output tile, each with its own P; None: one tile."""
 
+    center_inputs: bool = False
+    """SimHash kernels only: hash each input minus a per-input-channel reference c (the buffer
+    ``input_center`` of every hashed layer, zeros until :func:`aimc_lsh.nn.calibrate_input_centers` sets
+    it to the mean input) and add the reference's exact contribution, W applied to the constant map c,
+    digitally. The expected output is unchanged; the estimator's noise scales with the norm of the
+    centred patches instead of the raw ones (smaller for post-ReLU inputs, whose mean is large)."""
+
     pq_subvector_length: int | None = None
     """``product_quantization`` only: sub-vector length V (g whole input channels' kh x kw patches, so
     kh*kw must divide V and V/(kh*kw) the input channels). None: 9 for convolutions with kh*kw > 1
@@ -84,6 +92,13 @@ class HashConfig:
             raise ValueError(f"unknown ste {self.ste!r}; allowed: {', '.join(STE_MODES)}")
         _check_optional_positive("input_tile_size", self.input_tile_size)
         _check_optional_positive("output_tile_size", self.output_tile_size)
+        if not isinstance(self.center_inputs, bool):
+            raise ValueError(f"center_inputs must be a bool, got {self.center_inputs!r}")
+        if self.center_inputs and not issubclass(kernel_class, HashKernel):
+            raise ValueError(
+                f"center_inputs needs a SimHash kernel (random_projection, learned_projection), "
+                f"got kernel={self.kernel!r}"
+            )
         v = self.pq_subvector_length
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             raise ValueError(f"pq_subvector_length must be a positive int or None (the default V), got {v!r}")

@@ -1,12 +1,13 @@
 """Approximate layers and model surgery: hashed and product-quantized layers, patching, calibration.
 
 ``HashedLinear`` / ``HashedConv2d`` (SimHash), ``PQLinear`` / ``PQConv2d`` (product quantization),
-``patch_model``, ``to_digital``, and the calibration of PQ codebooks (``calibrate_pq``, generic
-``prepare_model``).
+``patch_model``, ``to_digital``, the calibration of PQ codebooks (``calibrate_pq``, generic
+``prepare_model``) and of hashed layers' input references (``calibrate_input_centers``).
 LSH neuron merging: ``merge_neurons``, ``plan_merges``, ``apply_merge_plan``, ``RehashTracker``.
 """
 
 from aimc_lsh.nn.fx_chains import MergeChain, find_merge_chains
+from aimc_lsh.nn.input_centering import calibrate_input_centers, centered_layers
 from aimc_lsh.nn.layers import HashedConv2d, HashedLayer, HashedLinear, split_range
 from aimc_lsh.nn.merging import (
     MergeConfig,
@@ -49,7 +50,9 @@ __all__ = [
     "PQLinear",
     "RehashTracker",
     "apply_merge_plan",
+    "calibrate_input_centers",
     "calibrate_pq",
+    "centered_layers",
     "check_layer_paths",
     "cohesion_penalty",
     "find_merge_chains",

@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lsh.kernels import (
@@ -134,6 +135,10 @@ class HashedLayer(nn.Module):
             self.bias = nn.Parameter(torch.zeros(out_channels))
         else:
             self.register_parameter("bias", None)
+        if config.center_inputs:  # the reference c subtracted from every input channel before hashing
+            self.register_buffer("input_center", torch.zeros(in_channels))
+        else:
+            self.input_center: Tensor | None = None
 
     # ----------------------------------------------------------------- what programming needs
     def weight_4d(self) -> Tensor:
@@ -202,11 +207,25 @@ class HashedLayer(nn.Module):
         """
         return self.stages.patch_norms(x_tile, self.kernel_size, self.geometry)
 
+    def center_contribution(self, center_map: Tensor) -> Tensor:
+        """Exact output (1, out, H_out, W_out) of the weights on the constant map of input references.
+
+        The digital term :attr:`HashConfig.center_inputs` adds back: the weights convolved, in the layer's
+        geometry and with its zero padding, with ``center_map`` (1, C, H, W); differentiable in the weights.
+        """
+        g = self.geometry
+        return F.conv2d(center_map, self.weight_4d(), None, g.stride, g.padding, g.dilation)
+
     # ----------------------------------------------------------------- forward
     def _forward_4d(self, x: Tensor) -> Tensor:
         check_finite(x, type(self).__name__)
         if not bool(torch.isfinite(self.weight.detach().sum())):  # one pass over the weights when finite
             check_finite_parameters(self, type(self).__name__, _NAN_WEIGHT_ADVICE)
+        reference = None
+        if self.input_center is not None:  # conv(x) = conv(x - c) + conv(c), both zero-padded
+            center = self.input_center.to(x.dtype).view(1, -1, 1, 1)
+            reference = self.center_contribution(center.expand(1, -1, *x.shape[2:]))
+            x = x - center
         # Channels-last makes the projection ~2x and the 1x1 code match ~10x faster on CPU (measured).
         x = x.contiguous(memory_format=torch.channels_last)
         stages, n_out = self.stages, len(self.out_tiles)
@@ -221,6 +240,8 @@ class HashedLayer(nn.Module):
                 y = stages.match_and_reconstruct(pre, codes, w_norm, x_norm, tile)
                 outputs[j] = y if outputs[j] is None else outputs[j] + y
         out = outputs[0] if n_out == 1 else torch.cat(outputs, dim=1)
+        if reference is not None:
+            out = out + reference
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         return out

@@ -261,3 +261,37 @@ def test_cli_names_a_truncated_cifar_batch(tmp_path, capsys):
         finetune.main(["--k", "16", "--epochs", "1", "--quiet", "--data-root", str(tmp_path)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"{test} is a truncated or corrupt pickle" in err, err
+
+
+def test_cli_center_inputs_calibrates_references_that_the_checkpoint_keeps(tmp_path):
+    common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "1",
+              "--no-augment", "--quiet", "--threads", "1"]  # fmt: skip
+    summary = finetune.main([*common, "--center-inputs", "--checkpoint", str(tmp_path / "c.pt")])
+    assert summary["center_inputs"] is True and summary["steps"] > 0
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert all(entry["config"]["center_inputs"] for entry in ckpt["layers"].values())
+    centers = {k: v for k, v in ckpt["model_state"].items() if k.endswith("input_center")}
+    assert set(centers) == {f"{path}.input_center" for path in ckpt["layers"]}
+    assert all(bool((v > 0).any()) for v in centers.values())  # pixel / post-ReLU means
+    # a warm start loads the checkpoint's references instead of measuring new ones
+    warm = ["--epochs", "0", "--recipe", "ce", "--init-from", str(tmp_path / "c.pt")]
+    again = finetune.main([*common, "--center-inputs", *warm])
+    assert again["initial_accuracy"] == summary["final_accuracy"]
+    # and a run without --center-inputs cannot load them
+    with pytest.raises(SystemExit):
+        finetune.main([*common, "--init-from", str(tmp_path / "c.pt")])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--conventional"], "--center-inputs needs --kernel random_projection or learned_projection"),
+        (["--kernel", "product_quantization"], "center_inputs needs a SimHash kernel (random_projection"),
+        (["--fit-projections", "0.9"], "--center-inputs and --fit-projections exclude each other"),
+    ],
+)
+def test_cli_rejects_center_inputs_where_it_cannot_apply(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", "--center-inputs", *extra])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err, err
