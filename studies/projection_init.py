@@ -6,9 +6,11 @@ model, for three projections with the same k: i.i.d. Gaussian rows (the default)
 (``--orthogonal`` in finetune.py), and orthonormal rows drawn inside the principal subspace of the layer's
 training-image input patches holding ``--energy`` of their second moment
 (:func:`aimc_lsh.nn.projection_fit.fit_projections`; its estimate uses ``||B^T w||``, the part of a
-weight row the inputs can meet). It prints and writes (``--out``, CSV) the correlation, the relative error
-and the affine residual (the share of the output variance that no per-channel scale and shift of the
-estimate recovers: what BatchNorm could not undo) per layer, and whether ``fit_projections(...,
+weight row the inputs can meet), and Gaussian rows on centred inputs (``--center-inputs`` in finetune.py:
+each input channel minus its mean on the training images, the mean's contribution added exactly,
+:func:`aimc_lsh.nn.calibrate_input_centers`). It prints and writes (``--out``, CSV) the correlation, the
+relative error and the affine residual (the share of the output variance that no per-channel scale and
+shift of the estimate recovers: what BatchNorm could not undo) per layer, and whether ``fit_projections(...,
 only_where_better=True)`` (``finetune.py --fit-only-where-better``, the default checkpoints) fits it: it
 compares that residual on the training images' patches.
 
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     from aimc_lsh.kernels import HashConfig, random_projection
     from aimc_lsh.kernels.subspace import check_energy, simhash_estimate
     from aimc_lsh.models import get_backbone
-    from aimc_lsh.nn import hashed_layers, patch_model
+    from aimc_lsh.nn import calibrate_input_centers, hashed_layers, patch_model
     from aimc_lsh.nn.projection_fit import fit_projections, input_patches
     from aimc_lsh.train.checkpoint import FORMAT
     from aimc_lsh.utils import atomic_write_bytes, atomic_write_text
@@ -151,20 +153,29 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # which layers the checked fit (finetune.py --fit-only-where-better, the default checkpoints) fits
     checked = fit_projections(copy.deepcopy(student), fit_images, energy=args.energy, only_where_better=True)
     bases = fit_projections(student, fit_images, energy=args.energy)  # the fitted P, in place
+    centred = patch_model(teacher, config.replace(center_inputs=True), skip=args.skip)
+    centers = calibrate_input_centers(centred, fit_images)  # what finetune.py --center-inputs measures
     digital = dict(teacher.named_modules())
     rows = []
     for path, layer in layers.items():
         x_test = torch.cat([input_patches(digital[path], x) for x in test[path]])
-        x_test = x_test[x_test.norm(dim=1) > 0][:MAX_TEST_ROWS]
+        keep = x_test.norm(dim=1) > 0
+        x_test = x_test[keep][:MAX_TEST_ROWS]
+        c = centers[path].view(1, -1, *[1] * (test[path][0].dim() - 2))
+        x_centred = torch.cat([input_patches(digital[path], x - c) for x in test[path]])[keep][:MAX_TEST_ROWS]
+        c_patches = torch.cat([input_patches(digital[path], c.expand_as(x)) for x in test[path]])
+        c_patches = c_patches[keep][:MAX_TEST_ROWS]
         w = layer.weight_tile(0, 0).detach().double()
         exact, basis, d = x_test @ w.T, bases[path][0], w.shape[1]
         seed = layer.kernel_seed(0, 0)
+        gaussian = random_projection(args.k, d, seed=seed)
         estimates = {
-            "gaussian": simhash_estimate(x_test, w, random_projection(args.k, d, seed=seed)),
+            "gaussian": simhash_estimate(x_test, w, gaussian),
             "orthogonal": simhash_estimate(
                 x_test, w, random_projection(args.k, d, orthogonal=True, seed=seed)
             ),
             "fitted": simhash_estimate(x_test, w, layer.kernel(0, 0).P.detach(), (w @ basis).norm(dim=1)),
+            "centred": simhash_estimate(x_centred, w, gaussian) + c_patches @ w.T,
         }
         row = {"layer": path, "d": d, "rank": basis.shape[1], "k": args.k,
                "fitted_where_better": checked[path][0].shape[1] > 0}  # fmt: skip

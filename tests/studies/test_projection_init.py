@@ -41,6 +41,8 @@ def test_table_reports_every_hashed_layer_and_the_fitted_projection_estimates_be
     assert fc["fitted_rel_err"] < 0.5 * fc["gaussian_rel_err"]
     assert fc["fitted_corr"] > fc["gaussian_corr"]
     assert 0 <= fc["fitted_residual"] < fc["gaussian_residual"] <= 1
+    # centred inputs (the same Gaussian rows): the pixels' and pooled features' means are no longer hashed
+    assert (table["centred_rel_err"] < 0.8 * table["gaussian_rel_err"]).all()  # 0.77 / 1.02, 1.20 / 2.76
     # the checked fit's decision, as the library takes it on the same 128 training images
     student = patch_model(get_backbone("digits_cnn"), HashConfig(kernel="learned_projection", hash_length=16,
                                                                  orthogonal=True))  # fmt: skip
