@@ -340,7 +340,7 @@ def check_model_options(parser: argparse.ArgumentParser, args: argparse.Namespac
         if not args.conventional:
             HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
                        orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                          center_inputs=args.center_inputs)  # fmt: skip
+                       center_inputs=args.center_inputs)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                          center_inputs=args.center_inputs)  # fmt: skip
+                       center_inputs=args.center_inputs)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         try:
             student = patch_model(teacher, base, overrides=overrides, skip=args.skip)

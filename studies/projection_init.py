@@ -2,7 +2,7 @@
 
 For every hashed layer of a pretrained backbone the script measures the estimate
 ``||x|| ||w|| cos(pi/2 (1 - s))`` against the exact layer output on test-image activations of the digital
-model, for three projections with the same k: i.i.d. Gaussian rows (the default), orthonormal rows
+model, for four estimates with the same k: i.i.d. Gaussian rows (the default), orthonormal rows
 (``--orthogonal`` in finetune.py), and orthonormal rows drawn inside the principal subspace of the layer's
 training-image input patches holding ``--energy`` of their second moment
 (:func:`aimc_lsh.nn.projection_fit.fit_projections`; its estimate uses ``||B^T w||``, the part of a
