@@ -10,11 +10,13 @@ channel makes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from aimc_lsh.nn.layers import HashedLayer
-from aimc_lsh.nn.patching import hashed_layers, to_digital
+from aimc_lsh.nn.patching import hashed_layers, run_digital_inputs
 
 BATCH_SIZE = 128
 """Images per forward pass while the means are measured."""
@@ -50,12 +52,10 @@ def calibrate_input_centers(model: nn.Module, images: Tensor) -> dict[str, Tenso
         )
     if len(images) == 0:
         raise ValueError("calibrate_input_centers needs at least one image")
-    digital = to_digital(model).eval()
-    modules = dict(digital.named_modules())
     sums: dict[str, Tensor] = {}
     counts = dict.fromkeys(layers, 0)
 
-    def collector(path: str) -> object:
+    def collector(path: str) -> Callable[[nn.Module, tuple], None]:
         def hook(_module: nn.Module, args: tuple) -> None:
             x = args[0].double()
             if not bool(torch.isfinite(x).all()):
@@ -66,13 +66,7 @@ def calibrate_input_centers(model: nn.Module, images: Tensor) -> dict[str, Tenso
 
         return hook
 
-    handles = [modules[p].register_forward_pre_hook(collector(p)) for p in layers]
-    try:
-        for batch in images.split(BATCH_SIZE):
-            digital(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_digital_inputs(model, {p: collector(p) for p in layers}, images, BATCH_SIZE)
     centers = {}
     for path, layer in layers.items():
         mean = sums[path] / counts[path]

@@ -15,7 +15,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn.digital import check_finite_parameters, set_submodule
@@ -206,3 +207,23 @@ def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         else:
             return digital
     return model
+
+
+@torch.no_grad()
+def run_digital_inputs(
+    model: nn.Module, hooks: Mapping[str, Callable[[nn.Module, tuple], None]], images: Tensor, batch_size: int
+) -> None:
+    """Run ``to_digital(model)`` (eval mode) over ``images`` in batches; hooks see the modules' inputs.
+
+    ``hooks[path](module, args)`` is called before the digital module at ``path`` runs each batch (a forward
+    pre-hook); the hooks are removed afterwards, also when one raises.
+    """
+    digital = to_digital(model).eval()
+    modules = dict(digital.named_modules())
+    handles = [modules[path].register_forward_pre_hook(hook) for path, hook in hooks.items()]
+    try:
+        for batch in images.split(batch_size):
+            digital(batch)
+    finally:
+        for handle in handles:
+            handle.remove()

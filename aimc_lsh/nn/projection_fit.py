@@ -26,7 +26,7 @@ from aimc_lsh.kernels.subspace import (
     subspace_projection,
 )
 from aimc_lsh.nn.layers import HashedLayer
-from aimc_lsh.nn.patching import hashed_layers, to_digital
+from aimc_lsh.nn.patching import hashed_layers, run_digital_inputs
 
 FITTABLE_KERNELS = ("random_projection", "learned_projection")
 """Registered kernels whose projection is a tensor ``P`` that :func:`fit_projections` can redraw."""
@@ -90,8 +90,6 @@ def _input_statistics(
         raise ValueError("the model has no hashed layers: patch it first with aimc_lsh.nn.patch_model")
     if len(images) == 0:
         raise ValueError("fit_projections needs at least one image")
-    digital = to_digital(model).eval()
-    modules = dict(digital.named_modules())
     sums = {p: [0.0] * len(layer.in_tiles) for p, layer in layers.items()}
     counts = {p: [0] * len(layer.in_tiles) for p, layer in layers.items()}
     samples: dict[str, list[list[Tensor]]] = {p: [[] for _ in layer.in_tiles] for p, layer in layers.items()}
@@ -111,13 +109,7 @@ def _input_statistics(
 
         return hook
 
-    handles = [modules[p].register_forward_pre_hook(collector(p)) for p in layers]
-    try:
-        for batch in images.split(BATCH_SIZE):
-            digital(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_digital_inputs(model, {p: collector(p) for p in layers}, images, BATCH_SIZE)
     moments = {p: [s / max(n, 1) for s, n in zip(sums[p], counts[p], strict=True)] for p in layers}
     return moments, {p: [torch.cat(rows) if rows else torch.empty(0) for rows in samples[p]] for p in layers}
 
