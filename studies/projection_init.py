@@ -74,20 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def layer_inputs(model: nn.Module, paths: list[str], images: Tensor) -> dict[str, list[Tensor]]:
-    """Inputs of the modules at ``paths`` while ``model`` runs on ``images`` in batches of 128."""
+    """Inputs of the modules at ``paths`` while the digital ``model`` runs (eval mode) on ``images``."""
+    from aimc_lsh.nn.patching import run_digital_inputs
+
     found: dict[str, list[Tensor]] = {p: [] for p in paths}
-    modules = dict(model.named_modules())
-    handles = [
-        modules[p].register_forward_pre_hook(lambda _m, args, p=p: found[p].append(args[0].detach()))
-        for p in paths
-    ]
-    try:
-        with torch.no_grad():
-            for batch in images.split(128):
-                model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = {p: (lambda _m, args, p=p: found[p].append(args[0].detach())) for p in paths}
+    run_digital_inputs(model, hooks, images, 128)
     return found
 
 
