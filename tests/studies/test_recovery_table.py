@@ -100,6 +100,9 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     assert skip.kernel == "learned_projection" and skip.k == "256"
     assert skip.time_budget == pytest.approx(60.0, abs=1e-3)  # the k = 256 rows get 1.75x the budget
     assert parsed["lp-k256"].skip == [] and parsed["lp-k256"].lr_projection is None
+    small = parsed["lp-k256-lrp3e-4-skip-b16"]
+    assert small.batch_size == 16 and small.skip == skip.skip and small.lr_projection == skip.lr_projection
+    assert skip.batch_size is None and small.time_budget == pytest.approx(60.0, abs=1e-3)
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
     assert fit.kernel == "random_projection"
