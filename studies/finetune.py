@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{CALIBRATION_IMAGES} training images) and add the mean's exact contribution digitally: less "
         "estimation noise for post-ReLU inputs (random_projection / learned_projection; docs/training.md)",
     )
+    g.add_argument(
+        "--comparator-thresholds",
+        action="store_true",
+        help="learn one comparator threshold per hash bit (input bit j = [cos(p_j, x) >= t_j], a trimmed "
+        "sense-amplifier reference; starts at 0 = plain SimHash; trained with the projections' learning "
+        "rate; random_projection / learned_projection; docs/training.md)",
+    )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="CIFAR root (default $AIMC_LSH_DATA)")
@@ -271,10 +278,12 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with one line when ``--fit-projections`` or ``--center-inputs`` cannot apply."""
+    """Stop with one line when a projection option (fit, centring, comparator thresholds) cannot apply."""
     simhash = ("random_projection", "learned_projection")
     if args.center_inputs and (args.conventional or args.kernel not in simhash):
         parser.error(f"--center-inputs needs --kernel {' or '.join(simhash)} (not --conventional)")
+    if args.comparator_thresholds and (args.conventional or args.kernel not in simhash):
+        parser.error(f"--comparator-thresholds needs --kernel {' or '.join(simhash)} (not --conventional)")
     if args.center_inputs and args.fit_projections is not None:
         parser.error(
             "--center-inputs and --fit-projections exclude each other (the fit measures uncentred inputs)"
@@ -340,7 +349,8 @@ def check_model_options(parser: argparse.ArgumentParser, args: argparse.Namespac
         if not args.conventional:
             HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
                        orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                       center_inputs=args.center_inputs)  # fmt: skip
+                       center_inputs=args.center_inputs,
+                       comparator_thresholds=args.comparator_thresholds)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -431,7 +441,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
                           orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                       center_inputs=args.center_inputs)  # fmt: skip
+                       center_inputs=args.center_inputs,
+                       comparator_thresholds=args.comparator_thresholds)  # fmt: skip
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         try:
             student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
@@ -482,6 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
         "init_from": args.init_from, "fit_projections": args.fit_projections,
         "fit_only_where_better": args.fit_only_where_better, "center_inputs": args.center_inputs,
+        "comparator_thresholds": args.comparator_thresholds,
         "prior_steps": None if prior is None else int(prior.get("step", 0)),
         "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
         "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),

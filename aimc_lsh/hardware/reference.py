@@ -284,6 +284,20 @@ class AihwkitHashStages(AnalogHashStages):
         h_x = out.reshape(n, positions, k).transpose(1, 2).reshape(n, k, h_out, w_out)
         return h_x
 
+    def apply_thresholds(self, pre: Tensor, x_norm: Tensor, shift: Tensor, tile: TilePair) -> Tensor:
+        """Zero thresholds only: the bits were decided inside the tiles' read-out in :meth:`project`.
+
+        Raises:
+            NotImplementedError: For learned thresholds that are not all zero.
+
+        """
+        if bool((shift != 0).any()):
+            raise NotImplementedError(
+                "the aihwkit reference backend decides the input bits inside its tiles and does not model "
+                "learned comparator thresholds (HashConfig.comparator_thresholds); use backend='fast'"
+            )
+        return pre
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
         """The sense amplifiers already decided in :meth:`project`: pass the +-1 codes through."""
         return pre

@@ -436,6 +436,18 @@ class AnalogHashStages(HashStages):
             total = value if total is None else total.add_(value)
         return total
 
+    def apply_thresholds(self, pre: Tensor, x_norm: Tensor, shift: Tensor, tile: TilePair) -> Tensor:
+        """The learned comparator references, in the units of :meth:`project`'s result.
+
+        Where the comparators' noise scale is folded into P (inference), ``pre`` is ``(P / sigma) x``, so
+        the references are divided by the same per-column sigma. Physically they add to the sense
+        amplifiers' static offsets (a trimmed reference proportional to the patch norm, as the offsets are).
+        """
+        pending = self._pending
+        if pending is not None and pending[0] == tile and pending[2]:
+            shift = shift * self._state(tile).sa_inv_sigma
+        return super().apply_thresholds(pre, x_norm, shift, tile)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
         """Sense amplifiers: sign of the pre-activations with offset, noise and metastability.
 

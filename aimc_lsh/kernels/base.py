@@ -47,10 +47,14 @@ class HashKernel(nn.Module):
         in_features: Length d of the hashed vectors.
         hash_length: Number of hash bits k.
         ste: Straight-through estimator used by :meth:`codes` (see :func:`sign_ste`).
+        thresholds: Learn a comparator threshold per hash bit (the parameter ``threshold``, zeros at
+            the start); input codes become ``sign(P v - t ||p|| ||v||)`` (:meth:`comparator_shift`).
 
     """
 
-    def __init__(self, in_features: int, hash_length: int, *, ste: str = "identity") -> None:
+    def __init__(
+        self, in_features: int, hash_length: int, *, ste: str = "identity", thresholds: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(in_features, int) or in_features <= 0:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
@@ -61,6 +65,10 @@ class HashKernel(nn.Module):
         self.in_features = in_features
         self.hash_length = hash_length
         self.ste = ste
+        if thresholds:
+            self.threshold: nn.Parameter | None = nn.Parameter(torch.zeros(hash_length))
+        else:
+            self.register_parameter("threshold", None)
 
     @property
     def projection(self) -> Tensor:
@@ -80,6 +88,22 @@ class HashKernel(nn.Module):
         """Return the +-1 hash codes ``sign(v @ P.T)`` with a straight-through gradient."""
         return sign_ste(self.project(v), self.ste)
 
+    def comparator_shift(self) -> Tensor | None:
+        """Per-bit comparator reference per unit input norm, ``t_j ||p_j||`` (k,); None without thresholds.
+
+        An input ``v`` gives bit j as ``sign(p_j . v - shift_j ||v||)``, that is ``cos(p_j, v) >= t_j``.
+        """
+        if self.threshold is None:
+            return None
+        return self.threshold * safe_norm(self.projection, dim=1)
+
+    def input_codes(self, v: Tensor) -> Tensor:
+        """Codes of inputs ``v`` (..., d): :meth:`codes`, against the comparator thresholds if learned."""
+        shift = self.comparator_shift()
+        if shift is None:
+            return self.codes(v)
+        return sign_ste(self.project(v) - safe_norm(v, keepdim=True) * shift, self.ste)
+
     def similarity(self, h_a: Tensor, h_b: Tensor) -> Tensor:
         """Return ``s = h_a @ h_b.T / k`` in [-1, 1] for codes (N, k) and (M, k)."""
         return h_a @ h_b.T / self.hash_length
@@ -87,8 +111,9 @@ class HashKernel(nn.Module):
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         """Approximate ``x @ weights.T`` by ``||x|| ||w|| cos(theta_hat)`` (the hackathon call).
 
-        Rows of ``x`` and ``weights`` are normalised, hashed with the same ``P``, and the estimated
-        cosine is rescaled by both norms. Zero rows give 0, never NaN.
+        Rows of ``x`` and ``weights`` are normalised, hashed with the same ``P`` (the inputs against the
+        comparator thresholds, if learned), and the estimated cosine is rescaled by both norms. Zero
+        rows give 0, never NaN.
 
         Args:
             x: Inputs of shape (N, d) (or (..., d)).
@@ -104,11 +129,12 @@ class HashKernel(nn.Module):
             raise ValueError("inputs contain NaN or inf")
         x_norm = safe_norm(x, keepdim=True)
         w_norm = safe_norm(weights, keepdim=True)
-        h_x = self.codes(x / torch.where(x_norm > 0, x_norm, 1.0))
+        h_x = self.input_codes(x / torch.where(x_norm > 0, x_norm, 1.0))
         h_w = self.codes(weights / torch.where(w_norm > 0, w_norm, 1.0))
         cos = cosine_from_similarity(h_x @ h_w.T / self.hash_length)
         return x_norm * w_norm.T * cos
 
     def extra_repr(self) -> str:
         """Summary shown in the module's repr."""
-        return f"in_features={self.in_features}, hash_length={self.hash_length}, ste={self.ste!r}"
+        thresholds = ", thresholds=True" if self.threshold is not None else ""
+        return f"in_features={self.in_features}, hash_length={self.hash_length}, ste={self.ste!r}{thresholds}"

@@ -18,7 +18,7 @@ from aimc_lsh.kernels.registry import get_kernel_class
 from aimc_lsh.kernels.stages import HashStages
 from aimc_lsh.kernels.ste import STE_MODES
 
-_SIMHASH_OPTIONS = {"orthogonal": "orthogonal", "ste": "ste"}
+_SIMHASH_OPTIONS = {"orthogonal": "orthogonal", "ste": "ste", "thresholds": "comparator_thresholds"}
 """Kernel keyword -> config field for kernels that declare no ``config_options``."""
 
 
@@ -65,6 +65,12 @@ class HashConfig:
     digitally. The expected output is unchanged; the estimator's noise scales with the norm of the
     centred patches instead of the raw ones (smaller for post-ReLU inputs, whose mean is large)."""
 
+    comparator_thresholds: bool = False
+    """SimHash kernels only: learn one comparator threshold ``t_j`` per hash bit (the kernel parameter
+    ``threshold``, zeros at the start, i.e. plain SimHash). Input bit j becomes
+    ``sign(p_j . x - t_j ||p_j|| ||x_patch||)``: the comparator decides ``cos(p_j, x) >= t_j``, a trimmed
+    sense-amplifier reference. The weight codes stay ``sign(W P^T)``."""
+
     pq_subvector_length: int | None = None
     """``product_quantization`` only: sub-vector length V (g whole input channels' kh x kw patches, so
     kh*kw must divide V and V/(kh*kw) the input channels). None: 9 for convolutions with kh*kw > 1
@@ -97,6 +103,13 @@ class HashConfig:
         if self.center_inputs and not issubclass(kernel_class, HashKernel):
             raise ValueError(
                 f"center_inputs needs a SimHash kernel (random_projection, learned_projection), "
+                f"got kernel={self.kernel!r}"
+            )
+        if not isinstance(self.comparator_thresholds, bool):
+            raise ValueError(f"comparator_thresholds must be a bool, got {self.comparator_thresholds!r}")
+        if self.comparator_thresholds and not issubclass(kernel_class, HashKernel):
+            raise ValueError(
+                f"comparator_thresholds needs a SimHash kernel (random_projection, learned_projection), "
                 f"got kernel={self.kernel!r}"
             )
         v = self.pq_subvector_length

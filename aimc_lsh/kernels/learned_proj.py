@@ -23,6 +23,7 @@ class LearnedProjKernel(HashKernel):
         orthogonal: Initialise with orthonormal rows.
         seed: Seed of the initial projection.
         ste: Straight-through estimator for the sign.
+        thresholds: Learn a comparator threshold per hash bit (see :class:`HashKernel`).
 
     """
 
@@ -34,8 +35,9 @@ class LearnedProjKernel(HashKernel):
         orthogonal: bool = False,
         seed: int = 0,
         ste: str = "identity",
+        thresholds: bool = False,
     ) -> None:
-        super().__init__(in_features, hash_length, ste=ste)
+        super().__init__(in_features, hash_length, ste=ste, thresholds=thresholds)
         self.orthogonal = orthogonal
         initial = random_projection(hash_length, in_features, orthogonal=orthogonal, seed=seed)
         self.P = nn.Parameter(initial)

@@ -53,6 +53,7 @@ class RandomProjKernel(HashKernel):
         orthogonal: Use orthonormal rows (lower estimator variance for k <= d).
         seed: Seed of the projection.
         ste: Straight-through estimator for the sign.
+        thresholds: Learn a comparator threshold per hash bit (see :class:`HashKernel`).
 
     """
 
@@ -64,8 +65,9 @@ class RandomProjKernel(HashKernel):
         orthogonal: bool = False,
         seed: int = 0,
         ste: str = "identity",
+        thresholds: bool = False,
     ) -> None:
-        super().__init__(in_features, hash_length, ste=ste)
+        super().__init__(in_features, hash_length, ste=ste, thresholds=thresholds)
         self.orthogonal = orthogonal
         self.register_buffer(
             "P", random_projection(hash_length, in_features, orthogonal=orthogonal, seed=seed)

@@ -89,6 +89,24 @@ class HashStages(nn.Module):
         """
         return F.conv2d(x, filters, None, geometry.stride, geometry.padding, geometry.dilation)
 
+    def apply_thresholds(self, pre: Tensor, x_norm: Tensor, shift: Tensor, tile: TilePair) -> Tensor:
+        """Subtract the comparator references ``||x_patch|| shift_j`` from the projections (before binarize).
+
+        Used by layers whose kernel learns comparator thresholds (``HashKernel.comparator_shift``).
+        In inference the result overwrites ``pre``.
+
+        Args:
+            pre: Projections (N, k, H, W) as :meth:`project` returned them.
+            x_norm: Patch norms (N, 1, H, W).
+            shift: Reference per unit patch norm for every bit (k,), in the units of ``P x``.
+            tile: Tile pair index.
+
+        """
+        reference = shift.view(1, -1, 1, 1)
+        if needs_grad(pre, x_norm, shift):
+            return pre - x_norm * reference
+        return pre.addcmul_(x_norm, reference, value=-1.0)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:
         """Sign of the pre-activations (+-1), straight-through in training.
 

@@ -3,7 +3,8 @@
 For every tile pair (i, j) a layer projects its input tile with P_ij reshaped as k convolution
 filters, binarizes, matches the codes against the weight codes h_W with a 1x1 convolution and
 rescales the estimated cosine by the weight-row norms and the input-patch norms (the channel sum of
-x**2, box-summed by a convolution with a ones kernel). Every step goes through ``self.stages``
+x**2, box-summed by a convolution with a ones kernel); with learned comparator thresholds the
+references ``t_j ||p_j|| ||x_patch||`` are subtracted before the sign. Every step goes through ``self.stages``
 (:class:`aimc_lsh.kernels.HashStages` or a hardware subclass), the single hook where hardware plugs in.
 """
 
@@ -236,6 +237,9 @@ class HashedLayer(nn.Module):
             for j in range(n_out):
                 tile = (i, j)
                 pre = stages.project(x_tile, self.projection_filters(i, j), self.geometry, tile)
+                shift = self.kernel(i, j).comparator_shift()
+                if shift is not None:
+                    pre = stages.apply_thresholds(pre, x_norm, shift, tile)
                 codes, w_norm = self._codes_and_norms(i, j)
                 y = stages.match_and_reconstruct(pre, codes, w_norm, x_norm, tile)
                 outputs[j] = y if outputs[j] is None else outputs[j] + y

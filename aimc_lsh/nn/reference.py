@@ -45,7 +45,7 @@ def unfold_forward(layer: HashedLayer, x: Tensor) -> Tensor:
         patches = F.unfold(x4[:, in_slice], layer.kernel_size, g.dilation, g.padding, g.stride)
         patches = patches.transpose(1, 2)  # (N, L, d)
         weights = layer.weight_tile(i, j)  # (out_j, d)
-        h_x = kernel.codes(patches)
+        h_x = kernel.input_codes(patches)  # against the comparator thresholds, if learned
         h_w = kernel.codes(weights)
         cos = cosine_from_similarity(h_x @ h_w.T / kernel.hash_length)  # (N, L, out_j)
         y = cos * safe_norm(patches, keepdim=True) * safe_norm(weights)[None, None, :]

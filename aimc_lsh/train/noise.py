@@ -319,6 +319,9 @@ class NoisyTrainingStages(HashStages):
         """The wrapped stages' patch norms (analog stages keep them for their comparators)."""
         return self.inner.patch_norms(x, kernel_size, geometry)
 
+    def apply_thresholds(self, pre: Tensor, x_norm: Tensor, shift: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
+        return self.inner.apply_thresholds(pre, x_norm, shift, tile)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
         return self.inner.binarize(pre, tile)
 

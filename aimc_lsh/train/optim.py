@@ -11,22 +11,27 @@ from aimc_lsh.train.config import TrainConfig
 
 
 def projection_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Trainable projection matrices ``P`` of every hashed layer (``learned_projection`` kernels)."""
+    """Trainable kernel parameters of every hashed layer: projections ``P`` and comparator thresholds.
+
+    ``P`` is trainable in ``learned_projection`` kernels, the thresholds exist with
+    ``HashConfig.comparator_thresholds``.
+    """
     from aimc_lsh.kernels import HashKernel
 
     params = []
     for module in model.modules():
         if isinstance(module, HashKernel):
-            p = getattr(module, "P", None)
-            if isinstance(p, nn.Parameter) and p.requires_grad:
-                params.append(p)
+            for name in ("P", "threshold"):
+                p = getattr(module, name, None)
+                if isinstance(p, nn.Parameter) and p.requires_grad:
+                    params.append(p)
     return params
 
 
 def parameter_groups(
     model: nn.Module, lr_weights: float, lr_projection: float, weight_decay: float
 ) -> list[dict]:
-    """Split trainable parameters into a weight group and a projection group (no weight decay on P).
+    """Split trainable parameters into weights and projections (P and thresholds; no weight decay).
 
     Returns:
         One or two parameter groups for a torch optimiser (empty groups are left out).

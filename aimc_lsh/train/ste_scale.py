@@ -43,6 +43,12 @@ class NormalizedProjectionStages(HashStages):
         """The wrapped stages' patch norms (analog stages keep them for their comparators)."""
         return self.inner.patch_norms(x, kernel_size, geometry)
 
+    def apply_thresholds(self, pre: Tensor, x_norm: Tensor, shift: Tensor, tile: TilePair) -> Tensor:
+        """The wrapped stages' references; in training per unit norm, as :meth:`project` divided ``pre``."""
+        if self.training:
+            x_norm = (x_norm > 0).to(x_norm.dtype)
+        return self.inner.apply_thresholds(pre, x_norm, shift, tile)
+
     def binarize(self, pre: Tensor, tile: TilePair) -> Tensor:  # noqa: D102
         return self.inner.binarize(pre, tile)
 

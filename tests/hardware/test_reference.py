@@ -98,3 +98,17 @@ def test_ideal_reference_matches_the_pure_kernel(tiny_net, tiny_input):
         reference = program(patch_model(tiny_net, HardwareConfig(hash_length=32, placement=placement,
                                                                  backend="aihwkit")))  # fmt: skip
         assert torch.allclose(_forward(reference, tiny_input), pure, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_backend_refuses_learned_comparator_thresholds(tiny_net, tiny_input):
+    """The aihwkit backend decides the input bits inside its tiles: zero thresholds only, else an error."""
+    config = HardwareConfig(
+        hash_length=32, backend="aihwkit", comparator_thresholds=True, kernel="learned_projection"
+    )
+    reference = program(patch_model(tiny_net, config))
+    pure = patch_model(tiny_net, HardwareConfig(hash_length=32, kernel="learned_projection"))
+    torch.testing.assert_close(_forward(reference, tiny_input), _forward(program(pure), tiny_input))
+    with torch.no_grad():
+        reference.conv1.kernels[0].threshold.fill_(0.1)
+    with pytest.raises(NotImplementedError, match="learned comparator thresholds.*backend='fast'"):
+        _forward(reference, tiny_input)

@@ -47,10 +47,16 @@ CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("thresholds", [False, True], ids=["", "thresholds"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_inference_equals_the_out_of_place_reference_with_the_same_draws(name):
+def test_inference_equals_the_out_of_place_reference_with_the_same_draws(name, thresholds):
     options = {"device": PCM, **CONFIGS[name]}
-    layer = _layer(HardwareConfig(hash_length=48, **options), seed=3)
+    layer = _layer(HardwareConfig(hash_length=48, comparator_thresholds=thresholds, **options), seed=3)
+    if thresholds:  # learned comparator references (folded with the comparators' sigma in inference)
+        generator = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for kernel in layer.kernels:
+                kernel.threshold.uniform_(-0.2, 0.2, generator=generator)
     drift(layer, 86_400)
     x = torch.relu(torch.randn(4, 6, 9, 9, generator=torch.Generator().manual_seed(1)))
     x = x.contiguous(memory_format=torch.channels_last)

@@ -139,3 +139,29 @@ def test_from_digital_and_to_digital_copy_weights():
 def test_split_range():
     assert split_range(5, 2) == [(0, 2), (2, 4), (4, 5)]
     assert split_range(5, 8) == [(0, 5)]
+
+
+@pytest.mark.parametrize("kernel", ["random_projection", "learned_projection"])
+@pytest.mark.parametrize("tile", [None, 3])
+def test_comparator_thresholds_equal_the_unfold_reference_in_training_and_inference(kernel, tile):
+    torch.manual_seed(8)
+    conv = nn.Conv2d(7, 9, 3, padding=1)
+    config = HashConfig(
+        kernel=kernel, hash_length=48, input_tile_size=tile, output_tile_size=tile, comparator_thresholds=True
+    )
+    layer = HashedConv2d.from_digital(conv, config, seed=2)
+    plain = HashedConv2d.from_digital(conv, config.replace(comparator_thresholds=False), seed=2)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for kern in layer.kernels:
+            kern.threshold.uniform_(-0.2, 0.2, generator=generator)
+    x = torch.relu(torch.randn(3, 7, 8, 8))
+    with torch.no_grad():
+        inference = layer(x)
+    training = layer(x)
+    reference = unfold_forward(layer, x)
+    torch.testing.assert_close(inference, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(training, reference, rtol=1e-5, atol=1e-5)
+    assert (inference - plain(x)).abs().amax() > 0.1  # the thresholds change the codes
+    training.square().sum().backward()
+    assert all(kern.threshold.grad.abs().sum() > 0 for kern in layer.kernels)

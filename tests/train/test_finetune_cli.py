@@ -295,3 +295,38 @@ def test_cli_rejects_center_inputs_where_it_cannot_apply(extra, message, capsys)
         finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", "--center-inputs", *extra])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
+
+
+def test_cli_comparator_thresholds_are_trained_and_kept_by_the_checkpoint(tmp_path):
+    common = ["--model", "digits_cnn", "--k", "16", "--kernel", "random_projection", "--epochs", "1",
+              "--no-augment", "--quiet", "--threads", "1", "--lr-projection", "1e-2"]  # fmt: skip
+    summary = finetune.main([*common, "--comparator-thresholds", "--checkpoint", str(tmp_path / "t.pt")])
+    assert summary["comparator_thresholds"] is True and summary["steps"] > 0
+    ckpt = load_checkpoint(tmp_path / "t.pt")
+    assert all(entry["config"]["comparator_thresholds"] for entry in ckpt["layers"].values())
+    thresholds = {k: v for k, v in ckpt["model_state"].items() if k.endswith("threshold")}
+    assert set(thresholds) == {f"{path}.kernels.0.threshold" for path in ckpt["layers"]}
+    assert all(bool((v != 0).all()) for v in thresholds.values())  # trained away from plain SimHash
+    # the model rebuilt from the checkpoint, thresholds included, gives the accuracy the run ended with
+    warm = ["--epochs", "0", "--recipe", "ce", "--init-from", str(tmp_path / "t.pt")]
+    again = finetune.main([*common, "--comparator-thresholds", *warm])
+    assert again["initial_accuracy"] == summary["final_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--conventional"],
+            "--comparator-thresholds needs --kernel random_projection or learned_projection",
+        ),
+        (["--kernel", "product_quantization"], "comparator_thresholds needs a SimHash kernel"),
+    ],
+)
+def test_cli_rejects_comparator_thresholds_where_they_cannot_apply(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(
+            ["--model", "digits_cnn", "--epochs", "1", "--quiet", "--comparator-thresholds", *extra]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err, err

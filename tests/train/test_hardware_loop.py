@@ -139,15 +139,24 @@ def test_hashed_training_forward_runs_on_the_hardware_stages(placement):
 
 
 @pytest.mark.parametrize("placement", ["codes_on_array", "projection_on_array"])
-def test_hashed_loop_gradients_reach_weights_and_learned_projections(placement):
+def test_hashed_loop_gradients_reach_weights_learned_projections_and_thresholds(placement):
     from aimc_lsh.kernels import HashConfig
     from aimc_lsh.nn import patch_model
 
-    net = patch_model(_net(), HashConfig(kernel="learned_projection", hash_length=32)).train()
+    config = HashConfig(kernel="learned_projection", hash_length=32, comparator_thresholds=True)
+    net = patch_model(_net(), config).train()
     keys, x = set(net.state_dict()), torch.randn(4, 3, 32, 32)
     with HardwareInTheLoop(net, PCM, 86_400.0, placement=placement).engaged(step=0):
         net(x).square().sum().backward()
-    for name in ("0.weight", "3.weight", "0.kernels.0.P", "3.kernels.0.P"):
+    names = (
+        "0.weight",
+        "3.weight",
+        "0.kernels.0.P",
+        "3.kernels.0.P",
+        "0.kernels.0.threshold",
+        "3.kernels.0.threshold",
+    )
+    for name in names:
         assert float(net.get_parameter(name).grad.abs().sum()) > 0, name
     assert set(net.state_dict()) == keys
 

@@ -58,3 +58,14 @@ def test_train_config_validation():
     assert TrainConfig.for_recipe("calib").epochs == 0
     assert TrainConfig.for_recipe("blend_kd") == TrainConfig()  # the default recipe is the default config
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_comparator_thresholds_train_with_the_projections(digits_teacher):
+    config = HashConfig(kernel="random_projection", hash_length=8, comparator_thresholds=True)
+    model = patch_model(digits_teacher, config)
+    thresholds = [p for name, p in model.named_parameters() if name.endswith("threshold")]
+    assert len(thresholds) == 2
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 3e-4, 0.01)}
+    assert {id(p) for p in groups["projections"]["params"]} == {id(p) for p in thresholds}
+    assert groups["projections"]["lr"] == pytest.approx(3e-4) and groups["projections"]["weight_decay"] == 0.0
+    assert not {id(p) for p in thresholds} & {id(p) for p in groups["weights"]["params"]}

@@ -55,3 +55,17 @@ def test_wrappers_hand_patch_norms_to_analog_stages(digits_teacher, digits_data,
         computed.clear()
         assert torch.equal(model(x), expected)
         assert len(computed) == 1  # once, by the layer through the wrapper; the comparators reuse it
+
+
+def test_normalized_ste_keeps_the_codes_of_thresholded_layers(digits_teacher, digits_data):
+    """The wrapper divides P x by the patch norm in training, so the comparator references must follow."""
+    x = 3.0 * digits_data[1].tensors()[0][:16]
+    config = HashConfig(kernel="learned_projection", hash_length=32, comparator_thresholds=True)
+    model = patch_model(digits_teacher, config).train()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("threshold"):
+                p.uniform_(-0.2, 0.2, generator=torch.Generator().manual_seed(0))
+    expected = model(x)
+    normalize_projection_gradients(model)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
