@@ -15,7 +15,10 @@ event                       where it happens
 ``popcount_bits``           XNOR + popcount per code bit (digital Hamming match)
 ``digital_macs``            digital multiply-accumulates (digital projection, patch norms, digital layers)
 ``digital_ops``             other digital operations (cosine look-up, norm scaling, partial sums,
-                            noise-management abs-max)
+                            noise-management abs-max, bias additions; for hashed layers also the
+                            input-centring subtraction and its precomputed map's addition, and
+                            the comparator references ``||x_patch|| t_j ||p_j||`` of learned
+                            thresholds)
 ==========================  ==================================================================
 
 :class:`EnergyTable` prices them with per-event energies from published sources (cited per field);
@@ -173,7 +176,14 @@ def _adc_bits(config: Any, table: EnergyTable) -> int:
     return table.ideal_adc_bits if bits is None else bits
 
 
-def _hashed_events(path: str, layer: nn.Module, positions: int, table: EnergyTable) -> LayerEvents:
+def _bias_ops(module: nn.Module, positions: int, out: int) -> int:
+    """One addition per output and position for a layer with a bias, else 0."""
+    return positions * out if getattr(module, "bias", None) is not None else 0
+
+
+def _hashed_events(
+    path: str, layer: nn.Module, positions: int, table: EnergyTable, input_elements: int = 0
+) -> LayerEvents:
     from aimc_lsh.hardware.config import HardwareConfig
     from aimc_lsh.hardware.specs import TileSpec, equal_splits
 
@@ -212,6 +222,11 @@ def _hashed_events(path: str, layer: nn.Module, positions: int, table: EnergyTab
         else:
             events.popcount_bits += positions * out * k
         events.digital_ops += positions * out * 4  # cosine look-up, x ||w||, x ||x||, accumulate
+        if getattr(layer.kernel(i, _j), "threshold", None) is not None:
+            events.digital_ops += positions * k  # each comparator's reference ||x_patch|| t_j ||p_j||
+    events.digital_ops += _bias_ops(layer, positions, layer.out_channels)
+    if getattr(layer, "input_center", None) is not None:  # x - c per input element, + conv(c, W) per output
+        events.digital_ops += input_elements + positions * layer.out_channels
     return events
 
 
@@ -286,6 +301,11 @@ def _conventional_events(
     return events
 
 
+def _with_bias(events: LayerEvents, module: nn.Module, positions: int, out: int) -> LayerEvents:
+    events.digital_ops += _bias_ops(module, positions, out)
+    return events
+
+
 def _aihwkit_config(module: nn.Module) -> Any:
     from aimc_lsh.hardware.api import _aihwkit_tiles
     from aimc_lsh.hardware.config import HardwareConfig
@@ -352,26 +372,28 @@ def count_events(
             result.append(module.energy_events(path, positions, table))
             continue
         if hasattr(module, "tile_pairs") and hasattr(module, "stages"):
-            result.append(_hashed_events(path, module, positions, table))
+            result.append(_hashed_events(path, module, positions, table, math.prod(in_shape) // batch))
             continue
         weight = module.weight if hasattr(module, "weight") and module.weight is not None else None
         if hasattr(module, "array") and hasattr(module, "hardware_program"):
             d = module.in_channels * math.prod(module.kernel_size)
             devices = _devices_per_weight(module.array.noise_model)
-            result.append(
-                _conventional_events(path, module.out_channels, d, positions, module.config, table, devices)
+            events = _conventional_events(
+                path, module.out_channels, d, positions, module.config, table, devices
             )
+            result.append(_with_bias(events, module, positions, module.out_channels))
         elif _aihwkit_tiles(module) is not None:
             analog = module.analog_module
             config = _aihwkit_config(module)
             devices = _devices_per_weight(_aihwkit_tiles(module)[0][1].rpu_config.noise_model)
-            result.append(
-                _conventional_events(path, analog.out_size, analog.in_size, positions, config, table, devices)
+            events = _conventional_events(
+                path, analog.out_size, analog.in_size, positions, config, table, devices
             )
+            result.append(_with_bias(events, module, positions, analog.out_size))
         elif weight is not None:
             events = LayerEvents(path, "digital")
             events.digital_macs += positions * weight.numel()
-            result.append(events)
+            result.append(_with_bias(events, module, positions, out_features))
     return result
 
 

@@ -97,3 +97,23 @@ def test_report_compares_placements():
 def test_unprogrammed_models_raise():
     with pytest.raises(RuntimeError, match="program"):
         count_events(patch_model(_conv_net(), HardwareConfig(hash_length=K, device="pcm")), X)
+
+
+def test_biases_centring_and_comparator_thresholds_are_counted():
+    net = _conv_net()  # the convolution has a bias
+    (digital,) = count_events(net, X)
+    assert digital.digital_ops == POSITIONS * OUT  # one addition per output
+    plain_config = HashConfig(hash_length=K)
+    (plain,) = count_events(patch_model(net, plain_config), X)
+    assert plain.digital_ops == POSITIONS * OUT * (4 + 1)  # cosine, two norm scalings, accumulate; bias
+    (thresholds,) = count_events(patch_model(net, plain_config.replace(comparator_thresholds=True)), X)
+    assert thresholds.digital_ops - plain.digital_ops == POSITIONS * K  # one reference per bit
+    (centred,) = count_events(patch_model(net, plain_config.replace(center_inputs=True)), X)
+    assert centred.digital_ops - plain.digital_ops == X[0].numel() + POSITIONS * OUT  # x - c, + conv(c, W)
+    hw = HardwareConfig(placement="conventional", device="pcm")
+    (fast,) = count_events(program(convert_conventional(net, hw)), X)
+    (reference,) = count_events(program(convert_conventional(net, hw.replace(backend="aihwkit"))), X)
+    assert fast.digital_ops == reference.digital_ops  # the aihwkit layer's bias counted the same way
+    net[0].bias = None
+    (unbiased,) = count_events(program(convert_conventional(net, hw)), X)
+    assert fast.digital_ops - unbiased.digital_ops == POSITIONS * OUT
