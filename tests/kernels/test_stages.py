@@ -63,3 +63,22 @@ def test_reconstruct_in_inference_equals_the_autograd_formula():
     with torch.no_grad():
         out = stages.reconstruct(similarity.clone(), w_norm, x_norm, (0, 0))
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_apply_thresholds_equals_the_broadcast_formula_with_its_gradients(channels_last):
+    generator = torch.Generator().manual_seed(0)
+    pre = torch.randn(3, 5, 4, 6, generator=generator, dtype=torch.float64)
+    x_norm = torch.rand(3, 1, 4, 6, generator=generator, dtype=torch.float64)
+    shift = torch.randn(5, generator=generator, dtype=torch.float64)
+    if channels_last:
+        pre, x_norm = (t.contiguous(memory_format=torch.channels_last) for t in (pre, x_norm))
+    leaves = [t.clone().requires_grad_(True) for t in (pre, x_norm, shift)]
+    out = HashStages().apply_thresholds(*leaves, (0, 0))
+    expected = pre - x_norm * shift.view(1, -1, 1, 1)
+    torch.testing.assert_close(out, expected)
+    assert torch.autograd.gradcheck(lambda *t: HashStages().apply_thresholds(*t, (0, 0)), leaves)
+    with torch.no_grad():  # inference: in place on pre
+        kept = pre.clone()
+        assert HashStages().apply_thresholds(kept, x_norm, shift, (0, 0)) is kept
+        torch.testing.assert_close(kept, expected)
