@@ -65,6 +65,13 @@ ROWS: dict[str, dict] = {
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
+    "lp-k256-lrp3e-4-skip-b8": {
+        "kernel": "learned_projection",
+        "k": "256",
+        "args": ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-size", "8"],
+        "noise_eval": True,
+        "budget_scale": 1.75,
+    },  # fmt: skip
     "rp-k256-fit": {
         "kernel": "random_projection",
         "k": "256",

@@ -103,6 +103,9 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     small = parsed["lp-k256-lrp3e-4-skip-b16"]
     assert small.batch_size == 16 and small.skip == skip.skip and small.lr_projection == skip.lr_projection
     assert skip.batch_size is None and small.time_budget == pytest.approx(60.0, abs=1e-3)
+    b8 = parsed["lp-k256-lrp3e-4-skip-b8"]
+    assert b8.batch_size == 8 and b8.skip == skip.skip and b8.lr_projection == skip.lr_projection
+    assert b8.time_budget == pytest.approx(60.0, abs=1e-3)
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
     assert fit.kernel == "random_projection"
