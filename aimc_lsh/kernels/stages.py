@@ -203,12 +203,12 @@ class _SubtractReference(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx, pre: Tensor, x_norm: Tensor, shift: Tensor
-    ) -> Tensor:  # noqa: D102
+    ) -> Tensor:
         ctx.save_for_backward(x_norm, shift)
         return torch.addcmul(pre, x_norm, shift.view(1, -1, 1, 1), value=-1.0)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: D102
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x_norm, shift = ctx.saved_tensors
         n, k, height, width = grad.shape
         rows = grad.permute(0, 2, 3, 1).reshape(-1, k)  # a view for channels-last gradients
