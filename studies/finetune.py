@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="learn one comparator threshold per hash bit (input bit j = [cos(p_j, x) >= t_j], a trimmed "
         "sense-amplifier reference; starts at 0 = plain SimHash; trained with the projections' learning "
-        "rate; random_projection / learned_projection; docs/training.md)",
+        "rate; random_projection / learned_projection; measured 2026-12-06: no gain, lower on PCM; "
+        "docs/training.md)",
     )
     g.add_argument("--init-from", default=None, help="start from the weights of this checkpoint")
     g = p.add_argument_group("data")
