@@ -27,6 +27,16 @@ def _check_optional_positive(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be a positive int or None (no tiling), got {value!r}")
 
 
+def _check_simhash_flag(name: str, value: object, kernel: str, kernel_class: type) -> None:
+    """A bool option that only SimHash kernels support: refuse other types, and True for other kernels."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    if value and not issubclass(kernel_class, HashKernel):
+        raise ValueError(
+            f"{name} needs a SimHash kernel (random_projection, learned_projection), got kernel={kernel!r}"
+        )
+
+
 @dataclass
 class HashConfig:
     """Configuration of a hashed (SimHash) layer on ideal digital hardware.
@@ -98,20 +108,8 @@ class HashConfig:
             raise ValueError(f"unknown ste {self.ste!r}; allowed: {', '.join(STE_MODES)}")
         _check_optional_positive("input_tile_size", self.input_tile_size)
         _check_optional_positive("output_tile_size", self.output_tile_size)
-        if not isinstance(self.center_inputs, bool):
-            raise ValueError(f"center_inputs must be a bool, got {self.center_inputs!r}")
-        if self.center_inputs and not issubclass(kernel_class, HashKernel):
-            raise ValueError(
-                f"center_inputs needs a SimHash kernel (random_projection, learned_projection), "
-                f"got kernel={self.kernel!r}"
-            )
-        if not isinstance(self.comparator_thresholds, bool):
-            raise ValueError(f"comparator_thresholds must be a bool, got {self.comparator_thresholds!r}")
-        if self.comparator_thresholds and not issubclass(kernel_class, HashKernel):
-            raise ValueError(
-                f"comparator_thresholds needs a SimHash kernel (random_projection, learned_projection), "
-                f"got kernel={self.kernel!r}"
-            )
+        for flag in ("center_inputs", "comparator_thresholds"):
+            _check_simhash_flag(flag, getattr(self, flag), self.kernel, kernel_class)
         v = self.pq_subvector_length
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             raise ValueError(f"pq_subvector_length must be a positive int or None (the default V), got {v!r}")
