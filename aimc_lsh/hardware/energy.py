@@ -15,7 +15,8 @@ event                       where it happens
 ``popcount_bits``           XNOR + popcount per code bit (digital Hamming match)
 ``digital_macs``            digital multiply-accumulates (digital projection, patch norms, digital layers)
 ``digital_ops``             other digital operations (cosine look-up, norm scaling, partial sums,
-                            noise-management abs-max, bias additions; for hashed layers also the
+                            noise-management abs-max, bias additions (layers without their own
+                            ``energy_events`` hook); for hashed layers also the
                             input-centring subtraction and its precomputed map's addition, and
                             the comparator references ``||x_patch|| t_j ||p_j||`` of learned
                             thresholds)
@@ -224,7 +225,6 @@ def _hashed_events(
         events.digital_ops += positions * out * 4  # cosine look-up, x ||w||, x ||x||, accumulate
         if getattr(layer.kernel(i, _j), "threshold", None) is not None:
             events.digital_ops += positions * k  # each comparator's reference ||x_patch|| t_j ||p_j||
-    events.digital_ops += _bias_ops(layer, positions, layer.out_channels)
     if getattr(layer, "input_center", None) is not None:  # x - c per input element, + conv(c, W) per output
         events.digital_ops += input_elements + positions * layer.out_channels
     return events
@@ -301,11 +301,6 @@ def _conventional_events(
     return events
 
 
-def _with_bias(events: LayerEvents, module: nn.Module, positions: int, out: int) -> LayerEvents:
-    events.digital_ops += _bias_ops(module, positions, out)
-    return events
-
-
 def _aihwkit_config(module: nn.Module) -> Any:
     from aimc_lsh.hardware.api import _aihwkit_tiles
     from aimc_lsh.hardware.config import HardwareConfig
@@ -372,28 +367,27 @@ def count_events(
             result.append(module.energy_events(path, positions, table))
             continue
         if hasattr(module, "tile_pairs") and hasattr(module, "stages"):
-            result.append(_hashed_events(path, module, positions, table, math.prod(in_shape) // batch))
-            continue
-        weight = module.weight if hasattr(module, "weight") and module.weight is not None else None
-        if hasattr(module, "array") and hasattr(module, "hardware_program"):
+            outputs = module.out_channels
+            events = _hashed_events(path, module, positions, table, math.prod(in_shape) // batch)
+        elif hasattr(module, "array") and hasattr(module, "hardware_program"):
+            outputs = module.out_channels
             d = module.in_channels * math.prod(module.kernel_size)
             devices = _devices_per_weight(module.array.noise_model)
-            events = _conventional_events(
-                path, module.out_channels, d, positions, module.config, table, devices
-            )
-            result.append(_with_bias(events, module, positions, module.out_channels))
+            events = _conventional_events(path, outputs, d, positions, module.config, table, devices)
         elif _aihwkit_tiles(module) is not None:
             analog = module.analog_module
+            outputs = analog.out_size
             config = _aihwkit_config(module)
             devices = _devices_per_weight(_aihwkit_tiles(module)[0][1].rpu_config.noise_model)
-            events = _conventional_events(
-                path, analog.out_size, analog.in_size, positions, config, table, devices
-            )
-            result.append(_with_bias(events, module, positions, analog.out_size))
-        elif weight is not None:
+            events = _conventional_events(path, outputs, analog.in_size, positions, config, table, devices)
+        elif getattr(module, "weight", None) is not None:
+            outputs = out_features
             events = LayerEvents(path, "digital")
-            events.digital_macs += positions * weight.numel()
-            result.append(_with_bias(events, module, positions, out_features))
+            events.digital_macs += positions * module.weight.numel()
+        else:
+            continue
+        events.digital_ops += _bias_ops(module, positions, outputs)  # every kind but the hooks' own
+        result.append(events)
     return result
 
 

@@ -263,70 +263,67 @@ def test_cli_names_a_truncated_cifar_batch(tmp_path, capsys):
     assert exit_info.value.code == 2 and f"{test} is a truncated or corrupt pickle" in err, err
 
 
+def _train_with_layer_option(common, flag, key, checkpoint, suffix):
+    """Train with ``flag``, check the summary and each layer's config; return entries ending in ``suffix``."""
+    summary = finetune.main([*common, flag, "--checkpoint", str(checkpoint)])
+    assert summary[key] is True and summary["steps"] > 0
+    ckpt = load_checkpoint(checkpoint)
+    assert all(entry["config"][key] for entry in ckpt["layers"].values())
+    return summary, ckpt, {k: v for k, v in ckpt["model_state"].items() if k.endswith(suffix)}
+
+
+def _warm_start(common, flag, checkpoint):
+    """A zero-step run from ``checkpoint`` (its accuracy before training is the rebuilt model's)."""
+    return finetune.main([*common, flag, "--epochs", "0", "--recipe", "ce", "--init-from", str(checkpoint)])
+
+
 def test_cli_center_inputs_calibrates_references_that_the_checkpoint_keeps(tmp_path):
     common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "1",
               "--no-augment", "--quiet", "--threads", "1"]  # fmt: skip
-    summary = finetune.main([*common, "--center-inputs", "--checkpoint", str(tmp_path / "c.pt")])
-    assert summary["center_inputs"] is True and summary["steps"] > 0
-    ckpt = load_checkpoint(tmp_path / "c.pt")
-    assert all(entry["config"]["center_inputs"] for entry in ckpt["layers"].values())
-    centers = {k: v for k, v in ckpt["model_state"].items() if k.endswith("input_center")}
-    assert set(centers) == {f"{path}.input_center" for path in ckpt["layers"]}
+    path = tmp_path / "c.pt"
+    summary, ckpt, centers = _train_with_layer_option(
+        common, "--center-inputs", "center_inputs", path, "input_center"
+    )
+    assert set(centers) == {f"{layer}.input_center" for layer in ckpt["layers"]}
     assert all(bool((v > 0).any()) for v in centers.values())  # pixel / post-ReLU means
     # a warm start loads the checkpoint's references instead of measuring new ones
-    warm = ["--epochs", "0", "--recipe", "ce", "--init-from", str(tmp_path / "c.pt")]
-    again = finetune.main([*common, "--center-inputs", *warm])
-    assert again["initial_accuracy"] == summary["final_accuracy"]
+    assert _warm_start(common, "--center-inputs", path)["initial_accuracy"] == summary["final_accuracy"]
     # and a run without --center-inputs cannot load them
     with pytest.raises(SystemExit):
-        finetune.main([*common, "--init-from", str(tmp_path / "c.pt")])
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--conventional"], "--center-inputs needs --kernel random_projection or learned_projection"),
-        (["--kernel", "product_quantization"], "center_inputs needs a SimHash kernel (random_projection"),
-        (["--fit-projections", "0.9"], "--center-inputs and --fit-projections exclude each other"),
-    ],
-)
-def test_cli_rejects_center_inputs_where_it_cannot_apply(extra, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", "--center-inputs", *extra])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err, err
+        finetune.main([*common, "--init-from", str(path)])
 
 
 def test_cli_comparator_thresholds_are_trained_and_kept_by_the_checkpoint(tmp_path):
     common = ["--model", "digits_cnn", "--k", "16", "--kernel", "random_projection", "--epochs", "1",
               "--no-augment", "--quiet", "--threads", "1", "--lr-projection", "1e-2"]  # fmt: skip
-    summary = finetune.main([*common, "--comparator-thresholds", "--checkpoint", str(tmp_path / "t.pt")])
-    assert summary["comparator_thresholds"] is True and summary["steps"] > 0
-    ckpt = load_checkpoint(tmp_path / "t.pt")
-    assert all(entry["config"]["comparator_thresholds"] for entry in ckpt["layers"].values())
-    thresholds = {k: v for k, v in ckpt["model_state"].items() if k.endswith("threshold")}
-    assert set(thresholds) == {f"{path}.kernels.0.threshold" for path in ckpt["layers"]}
+    path = tmp_path / "t.pt"
+    flag = "--comparator-thresholds"
+    summary, ckpt, thresholds = _train_with_layer_option(
+        common, flag, "comparator_thresholds", path, "threshold"
+    )
+    assert set(thresholds) == {f"{layer}.kernels.0.threshold" for layer in ckpt["layers"]}
     assert all(bool((v != 0).all()) for v in thresholds.values())  # trained away from plain SimHash
     # the model rebuilt from the checkpoint, thresholds included, gives the accuracy the run ended with
-    warm = ["--epochs", "0", "--recipe", "ce", "--init-from", str(tmp_path / "t.pt")]
-    again = finetune.main([*common, "--comparator-thresholds", *warm])
-    assert again["initial_accuracy"] == summary["final_accuracy"]
+    assert _warm_start(common, flag, path)["initial_accuracy"] == summary["final_accuracy"]
+
+
+_CENTER, _THRESHOLDS = "--center-inputs", "--comparator-thresholds"
+_SIMHASH_KERNELS = "random_projection or learned_projection"
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("flag", "extra", "message"),
     [
-        (
-            ["--conventional"],
-            "--comparator-thresholds needs --kernel random_projection or learned_projection",
-        ),
-        (["--kernel", "product_quantization"], "comparator_thresholds needs a SimHash kernel"),
+        (_CENTER, ["--conventional"], f"--center-inputs needs --kernel {_SIMHASH_KERNELS}"),
+        (_CENTER, ["--kernel", "product_quantization"],
+         "center_inputs needs a SimHash kernel (random_projection"),
+        (_CENTER, ["--fit-projections", "0.9"], "--center-inputs and --fit-projections exclude each other"),
+        (_THRESHOLDS, ["--conventional"], f"--comparator-thresholds needs --kernel {_SIMHASH_KERNELS}"),
+        (_THRESHOLDS, ["--kernel", "product_quantization"], "comparator_thresholds needs a SimHash kernel"),
     ],
-)
-def test_cli_rejects_comparator_thresholds_where_they_cannot_apply(extra, message, capsys):
+)  # fmt: skip
+def test_cli_rejects_simhash_options_where_they_cannot_apply(flag, extra, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        finetune.main(
-            ["--model", "digits_cnn", "--epochs", "1", "--quiet", "--comparator-thresholds", *extra]
-        )
+        finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", flag, *extra])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
