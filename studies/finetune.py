@@ -281,10 +281,12 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop with one line when a projection option (fit, centring, comparator thresholds) cannot apply."""
     simhash = ("random_projection", "learned_projection")
-    if args.center_inputs and (args.conventional or args.kernel not in simhash):
-        parser.error(f"--center-inputs needs --kernel {' or '.join(simhash)} (not --conventional)")
-    if args.comparator_thresholds and (args.conventional or args.kernel not in simhash):
-        parser.error(f"--comparator-thresholds needs --kernel {' or '.join(simhash)} (not --conventional)")
+    for flag, asked in (
+        ("--center-inputs", args.center_inputs),
+        ("--comparator-thresholds", args.comparator_thresholds),
+    ):
+        if asked and (args.conventional or args.kernel not in simhash):
+            parser.error(f"{flag} needs --kernel {' or '.join(simhash)} (not --conventional)")
     if args.center_inputs and args.fit_projections is not None:
         parser.error(
             "--center-inputs and --fit-projections exclude each other (the fit measures uncentred inputs)"
