@@ -195,11 +195,32 @@ def _nothing_to_patch(model: nn.Module) -> str:
     return f"patch_model found no nn.Linear / nn.Conv2d layer in this {name}: there is nothing to hash"
 
 
-def to_digital(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """Replace every hashed or PQ layer of ``model`` by the digital layer with the same weights and bias."""
+def to_digital(model: nn.Module, *, inplace: bool = False, only: Iterable[str] | None = None) -> nn.Module:
+    """Replace hashed or PQ layers of ``model`` by the digital layers with the same weights and bias.
+
+    Args:
+        model: A patched model.
+        inplace: Change ``model`` itself instead of a copy.
+        only: Module paths of the patched layers to replace (default: every patched layer).
+
+    Raises:
+        ValueError: If ``only`` names what is not a patched layer of ``model`` (the message lists those).
+
+    """
+    chosen = None if only is None else list(only)
+    if chosen is not None:
+        paths = [path for path, _ in patched_layers(model)]
+        unknown = [p for p in chosen if p not in paths]
+        if unknown:
+            raise ValueError(
+                f"to_digital: {', '.join(map(repr, unknown))} is not a hashed or PQ layer of this model; "
+                f"patched layers: {', '.join(paths) or 'none'}"
+            )
     if not inplace:
         model = copy.deepcopy(model)
     for path, layer in list(patched_layers(model)):
+        if chosen is not None and path not in chosen:
+            continue
         digital = layer.to_digital()
         digital.train(layer.training)
         if path:

@@ -406,21 +406,26 @@ def _train_batches(
     return tuple((images, labels) for images, labels in loader)
 
 
-def bn_calibration_images(context: dict[str, Any], count: int) -> torch.Tensor:
-    """The first ``count`` training images, crop+flip augmented as in training (seed 0; cached per process).
+def bn_calibration_images(context: dict[str, Any], count: int, *, seed: int = 0) -> torch.Tensor:
+    """The first ``count`` training images, crop+flip augmented as in training (cached per process).
+
+    Args:
+        context: The sweep context (data location).
+        count: Number of images.
+        seed: Seed of the augmentation (the hardware studies use 0).
 
     Raises:
         ValueError: If ``count`` is outside [1, training images].
 
     """
-    return _bn_images(context["dataset"], context["data_root"], int(count))
+    return _bn_images(context["dataset"], context["data_root"], int(count), int(seed))
 
 
 @functools.lru_cache(maxsize=2)
-def _bn_images(dataset: str, data_root: str | None, count: int) -> torch.Tensor:
+def _bn_images(dataset: str, data_root: str | None, count: int, seed: int) -> torch.Tensor:
     from aimc_lsh.data import calibration_images
 
-    return calibration_images(dataset, count=count, root=data_root)
+    return calibration_images(dataset, count=count, root=data_root, seed=seed)
 
 
 def calibration_batches(context: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

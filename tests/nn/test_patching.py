@@ -91,6 +91,20 @@ def test_round_trip_to_digital_reproduces_the_original_outputs():
     torch.testing.assert_close(restored(x), model(x))
 
 
+def test_to_digital_only_replaces_the_named_layers_and_names_unknown_ones():
+    hashed = patch_model(Small(), HashConfig(hash_length=16))
+    partly = to_digital(hashed, only=["block.0"])
+    assert isinstance(partly.block[0], nn.Conv2d) and not isinstance(partly.block[0], HashedConv2d)
+    assert [path for path, _ in hashed_layers(partly)] == ["conv1", "block.3", "head"]
+    assert torch.equal(partly.block[0].weight, hashed.block[0].weight)
+    assert isinstance(hashed.block[0], HashedConv2d)  # a copy unless inplace
+    assert to_digital(hashed, only=[], inplace=True) is hashed and len(list(hashed_layers(hashed))) == 4
+    with pytest.raises(
+        ValueError, match=r"'block\.1' is not a hashed or PQ layer .*patched layers: conv1, block\.0"
+    ):
+        to_digital(hashed, only=["block.1"])
+
+
 def test_inplace_patching_and_distinct_layer_seeds():
     model = Small()
     same = patch_model(model, HashConfig(hash_length=16, seed=3), inplace=True)
