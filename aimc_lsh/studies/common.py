@@ -56,6 +56,8 @@ __all__ = [
     "sense_amp_note",
     "recalibration_note",
     "single_time",
+    "source_from_args",
+    "check_recalibration",
 ]
 
 
@@ -266,6 +268,42 @@ def single_time(device: Any, text: str) -> list[float]:
     return check_times(device, text)
 
 
+def source_from_args(args: argparse.Namespace) -> Source:
+    """The data and models the common options name (``cli.add_common_arguments``), checked (cheaply)."""
+    return resolve_source(
+        args.dataset,
+        data_root=args.data_root,
+        models_root=args.models_root,
+        limit=args.limit,
+        download=not args.no_download,
+        batch_size=args.batch_size,
+    )
+
+
+def check_recalibration(source: Source, count: int, remedy: str) -> None:
+    """Check ``--recalibrate-bn count`` before any compute: the images exist and the model has BatchNorm.
+
+    Args:
+        source: The study's data and models.
+        count: Training images that re-estimate the statistics (> 0).
+        remedy: What the error tells the user to do when the model has no BatchNorm layer.
+
+    Raises:
+        UsageError: Naming the problem.
+
+    """
+    from aimc_lsh.train import batchnorm_layers
+
+    try:  # loads the training split once here, so a bad count fails before any compute
+        bn_calibration_images(source.context(), count)
+    except ValueError as err:
+        raise UsageError(f"--recalibrate-bn: {err}") from None
+    if not batchnorm_layers(pretrained_model(source.context())):
+        raise UsageError(
+            f"--recalibrate-bn: the {source.backbone} model has no BatchNorm layers to re-estimate; {remedy}"
+        )
+
+
 def prepare(args: argparse.Namespace) -> Prepared:
     """Validate the common options (device, seeds, data, weights) without heavy compute.
 
@@ -288,14 +326,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         raise UsageError(f"--recalibrate-bn must be a number of training images >= 0, got {recalibrate}")
     if args.kernel not in kernel_names():
         raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
-    source = resolve_source(
-        args.dataset,
-        data_root=args.data_root,
-        models_root=args.models_root,
-        limit=args.limit,
-        download=not args.no_download,
-        batch_size=args.batch_size,
-    )
+    source = source_from_args(args)
     if args.checkpoint not in CHECKPOINT_CHOICES and not Path(args.checkpoint).expanduser().is_file():
         raise FileNotFoundError(
             f"checkpoint {args.checkpoint} not found; pass a file written by studies/finetune.py, "
@@ -303,17 +334,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         )
     sense_amp = sense_amp_from_args(args, device)
     if recalibrate:
-        try:  # loads the training split once here, so a bad count fails before any compute
-            bn_calibration_images(source.context(), recalibrate)
-        except ValueError as err:
-            raise UsageError(f"--recalibrate-bn: {err}") from None
-        from aimc_lsh.train import batchnorm_layers
-
-        if not batchnorm_layers(pretrained_model(source.context())):
-            raise UsageError(
-                f"--recalibrate-bn: the {source.backbone} model has no BatchNorm layers to re-estimate; "
-                "use it with a model that has them (e.g. --dataset cifar10)"
-            )
+        check_recalibration(source, recalibrate, "use it with a model that has them (e.g. --dataset cifar10)")
     return Prepared(
         source=source,
         device=device,

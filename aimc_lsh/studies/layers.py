@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from aimc_lsh.studies.cli import StudyParser, UsageError, add_common_arguments, parse_int_list, run_main
+from aimc_lsh.studies.common import check_recalibration, source_from_args
 from aimc_lsh.studies.grid import Params
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
@@ -34,7 +35,6 @@ from aimc_lsh.studies.workload import (
     checkpoint_kind,
     pretrained_model,
     resolve_checkpoint,
-    resolve_source,
 )
 
 __all__ = ["MODES", "REFERENCE", "build_parser", "build_sweep", "layer_point", "plot_layers", "main"]
@@ -113,14 +113,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             "--seeds draws the BatchNorm re-estimation images; with --recalibrate-bn 0 every seed gives the "
             "same numbers: pass one seed"
         )
-    source = resolve_source(
-        args.dataset,
-        data_root=args.data_root,
-        models_root=args.models_root,
-        limit=args.limit,
-        download=not args.no_download,
-        batch_size=args.batch_size,
-    )
+    source = source_from_args(args)
     context = source.context()
     checkpoint = resolve_checkpoint(source, args.checkpoint, args.hash_length, args.kernel)
     if checkpoint is not None and checkpoint_kind(checkpoint) != "hashed":
@@ -130,17 +123,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         )
     context.update(checkpoint=checkpoint, kernel=args.kernel, hash_length=args.hash_length)
     if args.recalibrate_bn:
-        from aimc_lsh.train import batchnorm_layers
-
-        try:  # loads the training split once here, so a bad count fails before any compute
-            bn_calibration_images(context, args.recalibrate_bn)
-        except ValueError as err:
-            raise UsageError(f"--recalibrate-bn: {err}") from None
-        if not batchnorm_layers(pretrained_model(context)):
-            raise UsageError(
-                f"--recalibrate-bn: the {source.backbone} model has no BatchNorm layers to re-estimate; "
-                "pass --recalibrate-bn 0"
-            )
+        check_recalibration(source, args.recalibrate_bn, "pass --recalibrate-bn 0")
     layers = _hashed_layer_shapes(hashed_model(context))
     chosen = list(layers) if args.layers is None else args.layers
     unknown = [name for name in chosen if name not in layers]
