@@ -56,6 +56,7 @@ __all__ = [
     "sense_amp_note",
     "recalibration_note",
     "single_time",
+    "check_model_options",
     "source_from_args",
     "check_recalibration",
 ]
@@ -268,6 +269,28 @@ def single_time(device: Any, text: str) -> list[float]:
     return check_times(device, text)
 
 
+def check_model_options(args: argparse.Namespace) -> int:
+    """Check ``--hash-length``, ``--recalibrate-bn`` (where the study has it) and ``--kernel``, cheaply.
+
+    Returns:
+        The ``--recalibrate-bn`` image count (0 when the study has no such option).
+
+    Raises:
+        UsageError: Naming the option and what it allows.
+
+    """
+    from aimc_lsh.kernels import kernel_names
+
+    if args.hash_length < 1:
+        raise UsageError(f"--hash-length must be a positive integer, got {args.hash_length}")
+    recalibrate = getattr(args, "recalibrate_bn", 0)
+    if recalibrate < 0:
+        raise UsageError(f"--recalibrate-bn must be a number of training images >= 0, got {recalibrate}")
+    if args.kernel not in kernel_names():
+        raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
+    return recalibrate
+
+
 def source_from_args(args: argparse.Namespace) -> Source:
     """The data and models the common options name (``cli.add_common_arguments``), checked (cheaply)."""
     return resolve_source(
@@ -315,17 +338,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
     """
     from aimc_lsh.hardware import load_device
-    from aimc_lsh.kernels import kernel_names
 
     device = load_device(args.device)
     seeds = parse_int_list(args.seeds, "seed", minimum=0)
-    if args.hash_length < 1:
-        raise UsageError(f"--hash-length must be a positive integer, got {args.hash_length}")
-    recalibrate = getattr(args, "recalibrate_bn", 0)
-    if recalibrate < 0:
-        raise UsageError(f"--recalibrate-bn must be a number of training images >= 0, got {recalibrate}")
-    if args.kernel not in kernel_names():
-        raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
+    recalibrate = check_model_options(args)
     source = source_from_args(args)
     if args.checkpoint not in CHECKPOINT_CHOICES and not Path(args.checkpoint).expanduser().is_file():
         raise FileNotFoundError(

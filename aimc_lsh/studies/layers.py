@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from aimc_lsh.studies.cli import StudyParser, UsageError, add_common_arguments, parse_int_list, run_main
-from aimc_lsh.studies.common import check_recalibration, source_from_args
+from aimc_lsh.studies.common import check_model_options, check_recalibration, source_from_args
 from aimc_lsh.studies.grid import Params
 from aimc_lsh.studies.plotting import plot_bands
 from aimc_lsh.studies.runner import Sweep
@@ -97,16 +97,7 @@ def build_parser() -> StudyParser:
 
 def build_sweep(args: argparse.Namespace) -> Sweep:
     """Validate the options and build the layer sweep (no heavy compute)."""
-    from aimc_lsh.kernels import kernel_names
-
-    if args.hash_length < 1:
-        raise UsageError(f"--hash-length must be a positive integer, got {args.hash_length}")
-    if args.kernel not in kernel_names():
-        raise UsageError(f"unknown --kernel {args.kernel!r}; allowed: {', '.join(kernel_names())}")
-    if args.recalibrate_bn < 0:
-        raise UsageError(
-            f"--recalibrate-bn must be a number of training images >= 0, got {args.recalibrate_bn}"
-        )
+    check_model_options(args)
     seeds = parse_int_list(args.seeds, "seed", minimum=0)
     if not args.recalibrate_bn and len(seeds) > 1:
         raise UsageError(
@@ -141,24 +132,22 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             "bn_recalibration_images": args.recalibrate_bn,
             "bn_seed": seed,
             **layers.get(name, _NO_LAYER),
-        }  # fmt: skip
+        }
         for name in [REFERENCE, *chosen]
         for seed in seeds
     ]
     what = "digital (the others hashed)" if args.mode == "digital_one" else "hashed (the others digital)"
-    title = (
-        f"{source.backbone} on {source.dataset}: one layer {what}; "
-        + (
-            f"checkpoint {Path(checkpoint).name}"
-            if checkpoint
-            else f"{args.kernel} k={args.hash_length}, not fine-tuned"
-        )  # fmt: skip
-        + (
-            f"; BatchNorm re-estimated on {args.recalibrate_bn} images, mean +- std over {len(seeds)} draws"
-            if args.recalibrate_bn
-            else "; stored BatchNorm statistics"
-        )  # fmt: skip
+    model = (
+        f"checkpoint {Path(checkpoint).name}"
+        if checkpoint
+        else f"{args.kernel} k={args.hash_length}, not fine-tuned"
     )
+    statistics = (
+        f"BatchNorm re-estimated on {args.recalibrate_bn} images, mean +- std over {len(seeds)} draws"
+        if args.recalibrate_bn
+        else "stored BatchNorm statistics"
+    )
+    title = f"{source.backbone} on {source.dataset}: one layer {what}; {model}; {statistics}"
     return Sweep(
         name=f"layers_{args.mode}_{source.dataset}",
         points=points,
@@ -255,11 +244,12 @@ def plot_layers(frame: pd.DataFrame, path: str | Path, *, title: str | None = No
         ylabel="top-1 accuracy (%)",
         title=title,
         xtick_labels={p: name for name, p in position.items()},
-        after=lambda ax: _reference(ax, frame, mode),
+        after=lambda ax: _label_layers_and_draw_reference(ax, frame, mode),
     )
 
 
-def _reference(ax: Any, frame: pd.DataFrame, mode: str) -> None:
+def _label_layers_and_draw_reference(ax: Any, frame: pd.DataFrame, mode: str) -> None:
+    """Vertical layer names; the reference point's accuracy as a dashed line."""
     ax.tick_params(axis="x", labelrotation=90, labelsize=6)
     reference = frame[frame["layer"] == REFERENCE]["accuracy"] * 100.0
     if reference.empty:
