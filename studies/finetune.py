@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
+from aimc_lsh.kernels import HashConfig  # noqa: E402
 from aimc_lsh.studies.cli import check_output_files, positive_int  # noqa: E402
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
@@ -105,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ste", default="identity", help="sign STE: identity or clipped")
     g.add_argument("--skip", nargs="*", default=[], help="module paths left digital")
     g.add_argument("--conventional", action="store_true", help="no hashing: conventional baseline")
+    g.add_argument(
+        "--input-tile-size",
+        type=positive_int,
+        default=None,
+        metavar="CHANNELS",
+        help="input channels per input tile of every hashed layer, each tile with its own projection and k "
+        "bits (the partial outputs are summed); the bitbybit HDOPs do not change (default: one tile)",
+    )
     g.add_argument(
         "--fit-projections",
         type=float,
@@ -279,11 +288,12 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_projection_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with one line when a projection option (fit, centring, comparator thresholds) cannot apply."""
+    """Stop with one line when a projection option (fit, centring, thresholds, input tiles) cannot apply."""
     simhash = ("random_projection", "learned_projection")
     for flag, asked in (
         ("--center-inputs", args.center_inputs),
         ("--comparator-thresholds", args.comparator_thresholds),
+        ("--input-tile-size", args.input_tile_size is not None),
     ):
         if asked and (args.conventional or args.kernel not in simhash):
             parser.error(f"{flag} needs --kernel {' or '.join(simhash)} (not --conventional)")
@@ -339,21 +349,36 @@ def check_hwa_options(parser: argparse.ArgumentParser, args: argparse.Namespace)
             )
 
 
+def hash_config_from_args(args: argparse.Namespace) -> HashConfig:
+    """The ``HashConfig`` every hashed layer starts from (``--k out`` layers get their k as overrides).
+
+    Raises:
+        ValueError: For a kernel, STE or option combination ``HashConfig`` does not allow.
+
+    """
+    return HashConfig(
+        kernel=args.kernel,
+        hash_length=256 if args.k == "out" else int(args.k),
+        orthogonal=args.orthogonal,
+        ste=args.ste,
+        seed=args.seed,
+        center_inputs=args.center_inputs,
+        comparator_thresholds=args.comparator_thresholds,
+        input_tile_size=args.input_tile_size,
+    )
+
+
 def check_model_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop (exit 2, one line) on a backbone, kernel, STE, torch device or device profile that does not exist.
 
     Runs before any data or weights are loaded, so a typo costs nothing.
     """
-    from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import backbone_spec
 
     try:
         backbone_spec(args.model)
         if not args.conventional:
-            HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
-                       orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                       center_inputs=args.center_inputs,
-                       comparator_thresholds=args.comparator_thresholds)  # fmt: skip
+            hash_config_from_args(args)
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -417,7 +442,6 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     from aimc_lsh.data import load_dataset, resolve_data_root, training_crop_padding
     from aimc_lsh.eval import bitbybit_score
-    from aimc_lsh.kernels import HashConfig
     from aimc_lsh.models import get_backbone
     from aimc_lsh.nn import needs_data, patch_model, prepare_model
 
@@ -442,10 +466,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         student = copy.deepcopy(teacher)
     else:
-        base = HashConfig(kernel=args.kernel, hash_length=256 if args.k == "out" else int(args.k),
-                          orthogonal=args.orthogonal, ste=args.ste, seed=args.seed,
-                       center_inputs=args.center_inputs,
-                       comparator_thresholds=args.comparator_thresholds)  # fmt: skip
+        base = hash_config_from_args(args)
         overrides = per_layer_out_k(teacher, args.skip) if args.k == "out" else None
         try:
             student = patch_model(teacher, base, overrides=overrides, skip=args.skip)
@@ -496,7 +517,7 @@ def main(argv: list[str] | None = None) -> dict:
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,
         "init_from": args.init_from, "fit_projections": args.fit_projections,
         "fit_only_where_better": args.fit_only_where_better, "center_inputs": args.center_inputs,
-        "comparator_thresholds": args.comparator_thresholds,
+        "comparator_thresholds": args.comparator_thresholds, "input_tile_size": args.input_tile_size,
         "prior_steps": None if prior is None else int(prior.get("step", 0)),
         "prior_cpu_s": None if prior is None else round(prior.get("cpu_s", 0.0), 1),
         "prior_elapsed_s": None if prior is None else round(prior.get("elapsed_s", 0.0), 1),

@@ -307,7 +307,28 @@ def test_cli_comparator_thresholds_are_trained_and_kept_by_the_checkpoint(tmp_pa
     assert _warm_start(common, flag, path)["initial_accuracy"] == summary["final_accuracy"]
 
 
-_CENTER, _THRESHOLDS = "--center-inputs", "--comparator-thresholds"
+def test_cli_input_tiles_give_each_tile_its_projection_and_the_checkpoint_keeps_them(tmp_path):
+    common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "1",
+              "--no-augment", "--quiet", "--threads", "1"]  # fmt: skip
+    path = tmp_path / "tiles.pt"
+    summary = finetune.main([*common, "--input-tile-size", "64", "--checkpoint", str(path)])
+    assert summary["input_tile_size"] == 64 and summary["steps"] > 0
+    ckpt = load_checkpoint(path)
+    tiles = {name: entry["config"]["input_tile_size"] for name, entry in ckpt["layers"].items()}
+    assert tiles == {"conv": 64, "fc": 64}
+    projections = sorted(k for k in ckpt["model_state"] if k.endswith(".P"))
+    # the convolution has one input channel (one tile); the classifier's 256 features make four tiles
+    assert projections == ["conv.kernels.0.P", *(f"fc.kernels.{i}.P" for i in range(4))]
+    assert ckpt["model_state"]["fc.kernels.3.P"].shape == (16, 64)
+    # rebuilt from the checkpoint with the same option, the model scores what the run ended with
+    warm = _warm_start([*common, "--input-tile-size", "64"], "--quiet", path)
+    assert warm["initial_accuracy"] == summary["final_accuracy"]
+    # and a model without the tiles cannot load them
+    with pytest.raises(SystemExit):
+        finetune.main([*common, "--init-from", str(path)])
+
+
+_CENTER, _THRESHOLDS, _TILES = "--center-inputs", "--comparator-thresholds", "--input-tile-size"
 _SIMHASH_KERNELS = "random_projection or learned_projection"
 
 
@@ -320,6 +341,9 @@ _SIMHASH_KERNELS = "random_projection or learned_projection"
         (_CENTER, ["--fit-projections", "0.9"], "--center-inputs and --fit-projections exclude each other"),
         (_THRESHOLDS, ["--conventional"], f"--comparator-thresholds needs --kernel {_SIMHASH_KERNELS}"),
         (_THRESHOLDS, ["--kernel", "product_quantization"], "comparator_thresholds needs a SimHash kernel"),
+        (_TILES, ["4", "--conventional"], f"--input-tile-size needs --kernel {_SIMHASH_KERNELS}"),
+        (_TILES, ["4", "--kernel", "product_quantization"], "kernel 'product_quantization' does not tile"),
+        (_TILES, ["0"], "--input-tile-size: must be a positive integer, got '0'"),
     ],
 )  # fmt: skip
 def test_cli_rejects_simhash_options_where_they_cannot_apply(flag, extra, message, capsys):
