@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--blend-start", type=float, default=None, help="initial hashed weight of the blend")
     g.add_argument("--normalize-ste", action="store_true", help="scale-aware STE for input codes")
+    g.add_argument(
+        "--ema-decay", type=float, default=None, metavar="DECAY",
+        help="keep an exponential moving average of the weights over the fully hashed steps with this decay "
+        "in [0, 1) (e.g. 0.999), evaluate it beside them and end with it (default 0: off)",
+    )  # fmt: skip
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("hardware-aware training")
@@ -267,7 +272,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing", "kd_alpha": "kd_alpha",
         "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
         "calib_steps": "calib_steps", "blend_fraction": "blend_fraction", "blend_start": "blend_start",
-        "feature_kd": "feature_kd",
+        "feature_kd": "feature_kd", "ema_decay": "ema_decay",
     }  # fmt: skip
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
@@ -512,6 +517,7 @@ def main(argv: list[str] | None = None) -> dict:
         "recipe": args.recipe, "fp32_accuracy": result.fp32_accuracy,
         "initial_accuracy": result.initial_accuracy,
         "calibrated_accuracy": result.calibrated_accuracy, "final_accuracy": result.final_accuracy,
+        "final_live_accuracy": result.final_live_accuracy, "ema_decay": config.ema_decay,
         "steps": result.steps, "steps_per_epoch": result.steps_per_epoch,
         "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,

@@ -144,7 +144,7 @@ def digits_checkpoint(hash_length: int = DIGITS_HASH_LENGTH, *, train: bool = Tr
     config = TrainConfig.for_recipe(
         "calib_kd", epochs=DIGITS_EPOCHS, augment=False, progress=False, eval_every=0, seed=0
     )
-    tag = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    tag = hashlib.sha256(json.dumps(config.result_settings(), sort_keys=True).encode()).hexdigest()[:10]
     path = default_cache_dir("checkpoints") / f"digits_cnn_random_projection_k{hash_length}_calib_kd_{tag}.pt"
     from aimc_lsh.train import train_once, training_finished
 

@@ -16,12 +16,14 @@ Public API:
     save_checkpoint(path, model, **fields), load_checkpoint(path), model_from_checkpoint(ckpt, model),
         training_progress(path) (finished?, steps done, steps planned), training_finished(path),
         train_once(path, run) (one process trains, others wait on <path>.lock)
-    build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext
+    build_optimizer, parameter_groups, WarmupCosine, EpochBatches, DistContext,
+        WeightAverage (exponential moving average of the weights; TrainConfig.ema_decay)
     default_checkpoint(...) -> Path (trained, cached hashed ResNet-20 for studies)
     merge_aware_fine_tune(model, train_set, merge_config, config, teacher) -> MergeAwareResult
         (LSH neuron merging with bucket-cohesion training and Mongoose-style rehashing; MergeAwareConfig)
 """
 
+from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
 from aimc_lsh.train.calibration import (
     LayerCalibration,
@@ -79,6 +81,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "WarmupCosine",
+    "WeightAverage",
     "WeightNoise",
     "clip_weights",
     "device_weights",

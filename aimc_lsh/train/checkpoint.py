@@ -15,6 +15,8 @@ Format (a ``torch.save`` dict, loadable with ``weights_only=True``)::
     train_config  TrainConfig.to_dict(); noise: NoiseSpec.to_dict() or None
     step, epoch   optimiser steps done, epochs completed (float)
     optimizer, scheduler, rng   resumption state
+    weight_average  WeightAverage.state_dict() of a run with ema_decay > 0 (its model_state is the
+                  average once the run has finished), else None
     history       list of CSV-log rows; meta: free-form dict (command line, timings, ...)
 
 Files are written atomically (temporary file + rename), so an interrupted save never leaves a torn file.

@@ -96,6 +96,12 @@ class TrainConfig:
     blend_start: float = 0.0
     """Initial weight of the hashed output in the blend (0: start from the exact network)."""
 
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights and BatchNorm statistics (:mod:`aimc_lsh.train.averaging`)
+    with this decay, in [0, 1); 0 disables. It is kept over the fully hashed steps (restarted while the
+    ``blend_fraction`` ramp still blends), evaluated beside the live weights (``val_accuracy_ema`` in the
+    log), and becomes the returned and saved model at the end."""
+
     normalize_ste: bool = False
     """Scale the input codes' straight-through gradient by 1 / ||x_patch|| (as if x were normalised before
     hashing, like the hackathon kernel); forward unchanged. See :mod:`aimc_lsh.train.ste_scale`."""
@@ -155,6 +161,8 @@ class TrainConfig:
                 f"blend_fraction and blend_start must be in [0, 1], "
                 f"got {self.blend_fraction} and {self.blend_start}"
             )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
@@ -192,12 +200,14 @@ class TrainConfig:
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the settings of a feature that is off (what checkpoint tags hash).
 
-        The feature-distillation fields are left out while ``feature_kd`` is 0: they cannot change the
-        run then, and configs written before they existed keep their tags.
+        The feature-distillation fields are left out while ``feature_kd`` is 0, and ``ema_decay`` while it
+        is 0: they cannot change the run then, and configs written before they existed keep their tags.
         """
         settings = self.to_dict()
         if not self.feature_kd:
             del settings["feature_kd"], settings["feature_kd_layers"]
+        if not self.ema_decay:
+            del settings["ema_decay"]
         return settings
 
     @classmethod

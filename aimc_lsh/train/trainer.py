@@ -3,10 +3,12 @@
 Phases, all optional (see :class:`~aimc_lsh.train.config.TrainConfig`): layer-wise calibration and
 BatchNorm re-estimation against the FP32 teacher (rank 0, before DDP wrapping, which broadcasts the
 result), then end-to-end training with label-smoothed cross-entropy + distillation, a warm-up cosine
-schedule, optional hardware-aware noise, a tqdm bar (loss, accuracy, learning rate, ETA), a CSV log and
-resumable checkpoints. The run stops after ``epochs`` or ``time_budget_s``, whichever comes first
-(with a budget, the cosine schedule is refitted at every epoch end to the steps that still fit, from
-the mean step and evaluation times measured so far; budgeted runs are therefore not bit-reproducible).
+schedule, optional hardware-aware noise, an optional average of the weights over the fully hashed
+steps (``ema_decay``, :mod:`aimc_lsh.train.averaging`), a tqdm bar (loss, accuracy, learning rate, ETA),
+a CSV log and resumable checkpoints. The run stops after ``epochs`` or ``time_budget_s``, whichever
+comes first (with a budget, the cosine schedule is refitted at every epoch end to the steps that still
+fit, from the mean step and evaluation times measured so far; budgeted runs are therefore not
+bit-reproducible).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
 from aimc_lsh.train.anneal import HashBlend, blend_factor
+from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
 from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recalibrate_bn
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -47,6 +50,7 @@ LOG_FIELDS = (
     "train_loss",
     "train_accuracy",
     "val_accuracy",
+    "val_accuracy_ema",
     "lr",
     "elapsed_s",
     "cpu_s",
@@ -69,7 +73,7 @@ class TrainResult:
     calibrated_accuracy: float | None
     """Accuracy after calibration (before end-to-end training), or None."""
     final_accuracy: float | None
-    """Accuracy at the end, or None without a validation set."""
+    """Accuracy at the end (of the weight average with ``ema_decay``), or None without a validation set."""
     steps: int
     """Optimiser steps done in total (including before a resume)."""
     elapsed_s: float
@@ -84,6 +88,9 @@ class TrainResult:
     """True if ``stop_after`` interrupted the run before the schedule ended."""
     steps_per_epoch: int = 0
     """Optimiser steps in one epoch of the training set (images // batch size, per process under DDP)."""
+    final_live_accuracy: float | None = None
+    """Accuracy of the last step's own weights at the end: ``final_accuracy`` unless the weight average
+    (``ema_decay``) replaced them."""
 
 
 def _write_log(path: Path | None, rows: list[dict[str, Any]]) -> None:
@@ -250,6 +257,7 @@ def fine_tune(
     optimizer = build_optimizer(model, config)
     planned = max(0, round(config.epochs * spe))
     scheduler = WarmupCosine(optimizer, max(planned, 1), config.warmup_steps, config.min_lr_ratio)
+    average = WeightAverage(config.ema_decay) if config.ema_decay > 0 else None
     step = 0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -257,6 +265,8 @@ def fine_tune(
         step = int(state["step"])
         planned = int(state["planned_steps"])
         set_rng_state(state["rng"][ctx.rank])
+        if average is not None and state.get("weight_average"):
+            average.load_state_dict(state["weight_average"])
 
     def elapsed() -> tuple[float, float]:
         return prior_wall + time.perf_counter() - wall0, prior_cpu + time.process_time() - cpu0
@@ -287,6 +297,7 @@ def fine_tune(
             cpu_s=cpu,
             final=final,
             running_sums=running,
+            weight_average=average.state_dict() if average is not None else None,
             meta=dict(meta or {}),
         )
 
@@ -347,6 +358,11 @@ def fine_tune(
                 optimizer.step()
                 if clip_sigma > 0:
                     clip_weights(model, clip_sigma)
+                if average is not None:  # over fully hashed steps only: restarted while the ramp blends
+                    if blend is None or blend.lam >= 1.0:
+                        average.update(model)
+                    else:
+                        average.reset()
                 scheduler.step()
                 step += 1
                 done_here += 1
@@ -383,12 +399,15 @@ def fine_tune(
                 if end_of_epoch or step >= planned:
                     loss_sum, correct, count = ctx.sum(sums)
                     ep = step / spe
-                    val = None
+                    val = val_ema = None
                     if ctx.is_main and (
                         step >= planned or (config.eval_every and round(ep) % config.eval_every == 0)
                     ):
                         eval_start = time.perf_counter()
                         val = _accuracy(model, val_set, dev)
+                        if average is not None and average.updates:
+                            with average.applied(model):
+                                val_ema = _accuracy(model, val_set, dev)
                         eval_seconds = time.perf_counter() - eval_start
                         set_train_mode(model, config.bn_mode)
                     wall, cpu = elapsed()
@@ -400,6 +419,7 @@ def fine_tune(
                             "train_loss": round(loss_sum / max(count, 1), 5),
                             "train_accuracy": round(correct / max(count, 1), 5),
                             "val_accuracy": val,
+                            "val_accuracy_ema": val_ema,
                             "lr": scheduler.get_last_lr()[0],
                             "elapsed_s": round(wall, 3),
                             "cpu_s": round(cpu, 3),
@@ -408,7 +428,8 @@ def fine_tune(
                     _write_log(log_path, history)
                     sums = [0.0, 0.0, 0.0]
                     if ctx.is_main and val is not None and config.progress:
-                        bar.write(f"epoch {ep:.2f}: val accuracy {100 * val:.2f}%")
+                        averaged = f", weight average {100 * val_ema:.2f}%" if val_ema is not None else ""
+                        bar.write(f"epoch {ep:.2f}: val accuracy {100 * val:.2f}%{averaged}")
                 if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save()
                 if stop_after is not None and done_here >= stop_after and step < planned:
@@ -416,12 +437,19 @@ def fine_tune(
                     break
             if stopped_early:
                 break
-        final_acc = None
+        final_acc = live_acc = None
         if not stopped_early:
             last = history[-1] if history else {}
-            final_acc = last.get("val_accuracy") if last.get("step") == step else None
-            if final_acc is None and ctx.is_main:
-                final_acc = _accuracy(model, val_set, dev)
+            at_end = last.get("step") == step
+            live_acc = last.get("val_accuracy") if at_end else None
+            if live_acc is None and ctx.is_main:
+                live_acc = _accuracy(model, val_set, dev)
+            final_acc = live_acc
+            if average is not None and average.updates:  # the average becomes the model
+                final_acc = last.get("val_accuracy_ema") if at_end else None
+                average.copy_to(model)
+                if final_acc is None and ctx.is_main:
+                    final_acc = _accuracy(model, val_set, dev)
         save(final=not stopped_early)
     finally:
         bar.close()
@@ -445,4 +473,5 @@ def fine_tune(
         history=history,
         stopped_early=stopped_early,
         steps_per_epoch=spe,
+        final_live_accuracy=live_acc,
     )

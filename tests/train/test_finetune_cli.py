@@ -328,6 +328,28 @@ def test_cli_input_tiles_give_each_tile_its_projection_and_the_checkpoint_keeps_
         finetune.main([*common, "--init-from", str(path)])
 
 
+def test_cli_ema_decay_ends_with_the_weight_average(tmp_path, capsys):
+    common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "2",
+              "--no-augment", "--quiet", "--threads", "1", "--blend-fraction", "0.5"]  # fmt: skip
+    path = tmp_path / "ema.pt"
+    summary = finetune.main([*common, "--ema-decay", "0.9", "--checkpoint", str(path)])
+    ckpt = load_checkpoint(path)
+    assert summary["ema_decay"] == 0.9 and ckpt["train_config"]["ema_decay"] == 0.9
+    # the second epoch is fully hashed: its steps are averaged, and both accuracies are logged
+    assert ckpt["weight_average"]["updates"] == summary["steps"] // 2
+    last = ckpt["history"][-1]
+    assert (last["val_accuracy_ema"], last["val_accuracy"]) == (
+        summary["final_accuracy"],
+        summary["final_live_accuracy"],
+    )
+    # the checkpoint holds the average: a warm start from it scores the run's final accuracy
+    assert _warm_start(common, "--quiet", path)["initial_accuracy"] == summary["final_accuracy"]
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main([*common, "--ema-decay", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "ema_decay must be in [0, 1), got 1.0" in err, err
+
+
 _CENTER, _THRESHOLDS, _TILES = "--center-inputs", "--comparator-thresholds", "--input-tile-size"
 _SIMHASH_KERNELS = "random_projection or learned_projection"
 
