@@ -1,9 +1,10 @@
-"""CPU time of one training step of the hashed ResNet-20, with and without learned comparator thresholds.
+"""CPU time of one training step of the hashed ResNet-20: plain, with comparator thresholds, with input tiles.
 
 A step is what ``aimc_lsh.train.fine_tune`` repeats: forward of a batch in training mode, cross-entropy,
 backward, Adam update. The model is the best measured k = 256 setting (learned projections, the first
 convolution and the classifier digital); inputs are random (the cost does not depend on the pixels).
-Prints the median process CPU seconds per step over --steps timed steps after two warm-up steps.
+Prints the median process CPU seconds per step over --steps timed steps after two warm-up steps, and the
+hashed operations (HDOPs, :mod:`aimc_lsh.eval.score`) of each setting.
 
     python benchmarks/bench_training_step.py --batch-size 8 --threads 1
 """
@@ -18,17 +19,27 @@ import time
 import torch
 import torch.nn.functional as F
 
+from aimc_lsh.eval.score import bitbybit_breakdown
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models.resnet import resnet20_a
 from aimc_lsh.nn import patch_model
 from aimc_lsh.utils import tune_allocator
 
+SETTINGS: dict[str, dict[str, object]] = {
+    "plain SimHash": {},
+    "comparator thresholds": {"comparator_thresholds": True},
+    "input tiles of 32 channels": {"input_tile_size": 32},
+    "input tiles of 16 channels": {"input_tile_size": 16},
+}
+"""Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config."""
 
-def seconds_per_step(thresholds: bool, batch_size: int, k: int, steps: int) -> float:
-    """Median CPU seconds of a training step of the hashed ResNet-20."""
-    config = HashConfig(kernel="learned_projection", hash_length=k, comparator_thresholds=thresholds)
+
+def seconds_per_step(options: dict[str, object], batch_size: int, k: int, steps: int) -> tuple[float, int]:
+    """Median CPU seconds of a training step of the hashed ResNet-20, and its HDOPs."""
+    config = HashConfig(kernel="learned_projection", hash_length=k, **options)
     torch.manual_seed(0)  # the weights' values do not change the cost: the architecture, randomly initialised
     model = patch_model(resnet20_a(), config, skip=["conv1", "linear"]).train()
+    hdops = bitbybit_breakdown(model, 0.0).hdops
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, 32, 32, generator=generator)
@@ -41,7 +52,7 @@ def seconds_per_step(thresholds: bool, batch_size: int, k: int, steps: int) -> f
         optimizer.step()
         if step >= 2:
             times.append(time.process_time() - start)
-    return statistics.median(times)
+    return statistics.median(times), hdops
 
 
 def main() -> None:
@@ -62,10 +73,11 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
         f"batch {args.batch_size}, k {args.k}, median of {args.steps} steps"
     )
-    plain = seconds_per_step(False, args.batch_size, args.k, args.steps)
-    thresholds = seconds_per_step(True, args.batch_size, args.k, args.steps)
-    print(f"plain SimHash:           {plain:.4f} CPU-s per step")
-    print(f"comparator thresholds:   {thresholds:.4f} CPU-s per step ({thresholds / plain:.2f}x)")
+    plain = None
+    for name, options in SETTINGS.items():
+        seconds, hdops = seconds_per_step(options, args.batch_size, args.k, args.steps)
+        plain = plain or seconds
+        print(f"{name + ':':<29}{seconds:.4f} CPU-s per step ({seconds / plain:.2f}x), {hdops:,} HDOPs")
 
 
 if __name__ == "__main__":
