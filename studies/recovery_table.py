@@ -72,6 +72,23 @@ ROWS: dict[str, dict] = {
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
+    "lp-k256-lrp3e-4-skip-b8-t16": {
+        "kernel": "learned_projection",
+        "k": "256",
+        "args": [
+            "--lr-projection",
+            "3e-4",
+            "--skip",
+            "conv1",
+            "linear",
+            "--batch-size",
+            "8",
+            "--input-tile-size",
+            "16",
+        ],
+        "noise_eval": True,
+        "budget_scale": 1.75,
+    },  # fmt: skip
     "rp-k256-fit": {
         "kernel": "random_projection",
         "k": "256",
@@ -100,9 +117,10 @@ and learned projection) get 1.75x the budget (the headline target is at k = 256)
 projection's learning rate 3e-4 instead of the default 1e-4 (better at a fixed step count; see
 docs/training.md); ``skip``: the first convolution and the classifier stay digital (the 18 block
 convolutions hashed); ``b16``: 16 images per optimiser step instead of 64 (more, noisier steps for the
-same images; recovered more at the same epochs); ``fit``: orthonormal projection rows drawn inside each
-layer's input subspace (90% of the second moment, fitted on the first 512 training images) where that
-estimates the layer better, as in the default checkpoints."""
+same images; recovered more at the same epochs); ``t16``: input tiles of 16 channels, each with its own
+projection and k bits (the partial outputs summed; the HDOPs do not change); ``fit``: orthonormal
+projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on the first
+512 training images) where that estimates the layer better, as in the default checkpoints."""
 
 COLUMNS = (
     "row", "kernel", "k", "recipe", "hwa", "fp32_%", "hashed_before_%", "after_calib_%", "after_%",

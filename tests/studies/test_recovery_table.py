@@ -106,6 +106,8 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     b8 = parsed["lp-k256-lrp3e-4-skip-b8"]
     assert b8.batch_size == 8 and b8.skip == skip.skip and b8.lr_projection == skip.lr_projection
     assert b8.time_budget == pytest.approx(60.0, abs=1e-3)
+    tiled = parsed["lp-k256-lrp3e-4-skip-b8-t16"]
+    assert tiled.input_tile_size == 16 and tiled.batch_size == 8 and tiled.skip == skip.skip
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
     assert fit.kernel == "random_projection"
