@@ -27,6 +27,7 @@ from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_nam
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
 from aimc_lsh.kernels.ste import STE_MODES, hard_sign, sign_ste
 from aimc_lsh.kernels.subspace import affine_residual, principal_basis, simhash_estimate, subspace_projection
+from aimc_lsh.kernels.tiled import stacked_tiles_forward
 
 __all__ = [
     "HASH_FIELDS",
@@ -67,6 +68,7 @@ __all__ = [
     "safe_sqrt",
     "sign_ste",
     "simhash_estimate",
+    "stacked_tiles_forward",
     "squared_distances",
     "subspace_projection",
 ]

@@ -24,6 +24,11 @@ TilePair = tuple[int, int]
 _FUSED_STEPS = ("binarize", "match", "reconstruct")
 """The steps :meth:`HashStages.match_and_reconstruct` may run as one native pass (when none is overridden)."""
 
+_ALL_STEPS = (
+    "patch_norms", "project", "apply_thresholds", "binarize", "match", "reconstruct", "match_and_reconstruct"
+)  # fmt: skip
+"""Every step a hardware subclass may replace (see :meth:`HashStages.steps_are_ideal`)."""
+
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -56,6 +61,14 @@ class HashStages(nn.Module):
         self.ste = ste
         # tile pair -> (codes, w_norm, hamming_weights of them) for the native stage
         self._hamming_weights: dict[TilePair, tuple[Tensor, Tensor, tuple[Tensor, Tensor]]] = {}
+
+    def steps_are_ideal(self) -> bool:
+        """Whether every step is this class's own (no subclass replaced one, e.g. by a noisy analog stage).
+
+        Then the layers may compute all their input tiles at once
+        (:func:`aimc_lsh.kernels.stacked_tiles_forward`) instead of one call per step and tile.
+        """
+        return all(getattr(type(self), step) is getattr(HashStages, step) for step in _ALL_STEPS)
 
     def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
         """Norms ``||x_patch||`` of every input patch, computed once per input tile for :meth:`reconstruct`.
@@ -220,23 +233,31 @@ class _SubtractReference(torch.autograd.Function):
         return grad, grad_norm, grad_shift
 
 
-def patch_norms(x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
-    """Euclidean norm of every patch of ``x`` (N, C, H, W) -> (N, 1, H_out, W_out).
+def patch_norms(x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry, groups: int = 1) -> Tensor:
+    """Euclidean norm of every patch of ``x`` (N, C, H, W) -> (N, groups, H_out, W_out).
 
     The squares are summed over channels first, then over each patch window by a convolution of that
     one-channel map with a (1, 1, kh, kw) ones kernel in the given geometry (zero padding adds
     nothing, as in the patches themselves): exact for any stride, padding and dilation. The square
-    root is :func:`safe_sqrt` (zero patches give 0 with a zero gradient).
+    root is :func:`safe_sqrt` (zero patches give 0 with a zero gradient). With ``groups`` > 1 the
+    channels are split into that many equal consecutive groups (input tiles), each with its own norms.
 
     >>> x = torch.tensor([[[[3.0, 4.0]]]])  # one channel, a 1 x 2 image
     >>> patch_norms(x, (1, 2), ConvGeometry())
     tensor([[[[5.]]]])
+
+    Raises:
+        ValueError: When ``groups`` does not divide the channels.
+
     """
-    squares = (x * x).sum(dim=1, keepdim=True)
+    if groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"patch_norms: groups must divide the {x.shape[1]} channels, got {groups}")
+    squares = (x * x).sum(dim=1, keepdim=True) if groups == 1 else (x * x).unflatten(1, (groups, -1)).sum(2)
     if kernel_size == (1, 1) and geometry.stride == (1, 1) and geometry.padding == (0, 0):
         return safe_sqrt(squares)
-    ones = squares.new_ones(1, 1, *kernel_size)
-    return safe_sqrt(F.conv2d(squares, ones, None, geometry.stride, geometry.padding, geometry.dilation))
+    ones = squares.new_ones(groups, 1, *kernel_size)
+    window_sums = F.conv2d(squares, ones, None, geometry.stride, geometry.padding, geometry.dilation, groups)
+    return safe_sqrt(window_sums)
 
 
 def needs_grad(*tensors: Tensor) -> bool:

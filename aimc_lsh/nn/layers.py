@@ -26,6 +26,7 @@ from aimc_lsh.kernels import (
     needs_grad,
     safe_norm,
     sign_ste,
+    stacked_tiles_forward,
 )
 from aimc_lsh.nn.digital import (
     Conv2dFace,
@@ -229,6 +230,45 @@ class HashedLayer(nn.Module):
             x = x - center
         # Channels-last makes the projection ~2x and the 1x1 code match ~10x faster on CPU (measured).
         x = x.contiguous(memory_format=torch.channels_last)
+        if self._tiles_stack() and needs_grad(x, self.weight, *(k.projection for k in self.kernels)):
+            out = self._stacked_tiles_output(x)  # training; inference keeps the native per-tile stage
+        else:
+            out = self._tile_by_tile_output(x)
+        if reference is not None:
+            out = out + reference
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+    def _tiles_stack(self) -> bool:
+        """Whether all input tiles can run at once (:func:`aimc_lsh.kernels.stacked_tiles_forward`).
+
+        They can with several equal input tiles, one output tile, stages none of whose steps a hardware
+        model replaced (those go tile by tile, each tile's stage seeing its own index), no comparator
+        thresholds and kernels that project as ``v @ P.T``. Only training takes this path: in inference
+        the per-tile native Hamming stage is faster.
+        """
+        return (
+            len(self.in_tiles) > 1
+            and len({c1 - c0 for c0, c1 in self.in_tiles}) == 1
+            and len(self.out_tiles) == 1
+            and self.stages.steps_are_ideal()
+            and all(
+                type(kernel).project is HashKernel.project and kernel.comparator_shift() is None
+                for kernel in self.kernels
+            )
+        )
+
+    def _stacked_tiles_output(self, x: Tensor) -> Tensor:
+        """The layer's hashed output (before bias) with all input tiles at once."""
+        projections = torch.stack([kernel.projection for kernel in self.kernels])
+        weight_ste = self.kernels[0].ste
+        return stacked_tiles_forward(
+            x, self.weight_4d(), projections, self.geometry, self.stages.ste, weight_ste
+        )
+
+    def _tile_by_tile_output(self, x: Tensor) -> Tensor:
+        """The layer's hashed output (before bias), one ``self.stages`` call per step and tile pair."""
         stages, n_out = self.stages, len(self.out_tiles)
         outputs: list[Tensor | None] = [None] * n_out
         for i, (c0, c1) in enumerate(self.in_tiles):
@@ -243,12 +283,7 @@ class HashedLayer(nn.Module):
                 codes, w_norm = self._codes_and_norms(i, j)
                 y = stages.match_and_reconstruct(pre, codes, w_norm, x_norm, tile)
                 outputs[j] = y if outputs[j] is None else outputs[j] + y
-        out = outputs[0] if n_out == 1 else torch.cat(outputs, dim=1)
-        if reference is not None:
-            out = out + reference
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1)
-        return out
+        return outputs[0] if n_out == 1 else torch.cat(outputs, dim=1)
 
     def extra_repr(self) -> str:
         """Summary shown in the module's repr."""

@@ -1,0 +1,72 @@
+"""All input tiles of a hashed layer at once: batched products instead of a loop over the tiles.
+
+A layer whose input channels are split into T equal tiles, each with its own projection ``P_i`` (k rows),
+computes ``sum_i cos(pi/2 (1 - S_i / k)) ||w_i|| ||x_i||`` with ``S_i = sign(W_i P_i^T) . sign(P_i x_i)``.
+Looping over the tiles costs several small operations per tile and step (and as many in the backward
+pass), and PyTorch's CPU grouped convolutions run group by group; with many small tiles at batch 8 that
+overhead dominates a training step. Here the weight codes of all tiles are one batched product, the
+input projections one convolution with ``groups = T`` and the code agreements one batched product over
+the tiles: the same numbers as the loop up to float rounding, and the same gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aimc_lsh.kernels.base import cosine_from_similarity, safe_norm
+from aimc_lsh.kernels.stages import ConvGeometry, patch_norms
+from aimc_lsh.kernels.ste import sign_ste
+
+
+def stacked_tiles_forward(
+    x: Tensor,
+    weight: Tensor,
+    projections: Tensor,
+    geometry: ConvGeometry,
+    input_ste: str = "identity",
+    weight_ste: str = "identity",
+) -> Tensor:
+    """Hashed output of a layer whose input channels form T equal tiles, each with its own projection.
+
+    Args:
+        x: Input (N, C, H, W), C = T * C_t; tile i is channels ``i * C_t`` to ``(i + 1) * C_t``.
+        weight: The layer's weight (out, C, kh, kw).
+        projections: The tiles' projections stacked (T, k, C_t * kh * kw), each row in the weight tile's
+            flattening order (C_t, kh, kw).
+        geometry: The layer's convolution geometry.
+        input_ste: Straight-through estimator of the input codes' sign.
+        weight_ste: Straight-through estimator of the weight codes' sign.
+
+    Returns:
+        ``sum_i cos(pi/2 (1 - S_i / k)) ||w_i|| ||x_i patch||`` of shape (N, out, H_out, W_out).
+
+    Raises:
+        ValueError: When the shapes do not describe the same T tiles.
+
+    """
+    n_tiles, hash_length, tile_inputs = projections.shape
+    n_out, channels, kh, kw = weight.shape
+    if channels % n_tiles or tile_inputs != channels // n_tiles * kh * kw or x.shape[1] != channels:
+        raise ValueError(
+            f"stacked_tiles_forward: {n_tiles} projections of {tile_inputs} inputs do not split a weight "
+            f"{tuple(weight.shape)} applied to x {tuple(x.shape)} into equal tiles of C_t * kh * kw inputs"
+        )
+    tile_channels = channels // n_tiles
+    weight_tiles = weight.unflatten(1, (n_tiles, tile_channels)).transpose(0, 1).reshape(n_tiles, n_out, -1)
+    codes = sign_ste(torch.bmm(weight_tiles, projections.transpose(1, 2)), weight_ste)  # (T, out, k)
+    w_norm = safe_norm(weight_tiles, dim=2)  # (T, out)
+
+    g = geometry
+    filters = projections.reshape(n_tiles * hash_length, tile_channels, kh, kw)
+    pre = F.conv2d(x, filters, None, g.stride, g.padding, g.dilation, n_tiles)  # (N, T * k, H', W')
+    batch, _, height, width = pre.shape
+    # (T, N * H' * W', k) rows: a view of channels-last projections, a copy otherwise
+    rows = pre.permute(0, 2, 3, 1).reshape(-1, n_tiles, hash_length).transpose(0, 1)
+    agreement = torch.bmm(sign_ste(rows, input_ste), codes.transpose(1, 2))  # (T, N * H' * W', out)
+    cosine = cosine_from_similarity(agreement / hash_length)
+    x_norm = patch_norms(x, (kh, kw), geometry, groups=n_tiles)  # (N, T, H', W')
+    x_norm = x_norm.permute(1, 0, 2, 3).reshape(n_tiles, -1, 1)
+    out = (cosine * w_norm.unsqueeze(1) * x_norm).sum(0)  # (N * H' * W', out)
+    return out.view(batch, height, width, n_out).permute(0, 3, 1, 2)
