@@ -82,3 +82,29 @@ def test_apply_thresholds_equals_the_broadcast_formula_with_its_gradients(channe
         kept = pre.clone()
         assert HashStages().apply_thresholds(kept, x_norm, shift, (0, 0)) is kept
         torch.testing.assert_close(kept, expected)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation"), PATCH_GEOMETRIES[:6])
+def test_grouped_patch_norms_equal_each_channel_groups_own_norms(kernel, stride, padding, dilation):
+    x = torch.randn(2, 12, 9, 8, generator=torch.Generator().manual_seed(1))
+    x = x.contiguous(memory_format=torch.channels_last)  # as the layers pass it
+    geometry = ConvGeometry(stride, padding, dilation)
+    grouped = patch_norms(x, kernel, geometry, groups=3)
+    assert grouped.shape[1] == 3
+    for g in range(3):
+        own = patch_norms(x[:, 4 * g : 4 * g + 4], kernel, geometry)
+        torch.testing.assert_close(grouped[:, g : g + 1], own, rtol=1e-5, atol=1e-6)
+
+
+def test_patch_norms_refuse_groups_that_do_not_divide_the_channels():
+    with pytest.raises(ValueError, match="groups must divide the 6 channels, got 4"):
+        patch_norms(torch.ones(1, 6, 3, 3), (1, 1), ConvGeometry(), groups=4)
+
+
+def test_steps_are_ideal_until_a_subclass_replaces_one():
+    class OffsetProjection(HashStages):
+        def project(self, x, filters, geometry, tile):
+            return super().project(x, filters, geometry, tile) + 0.1
+
+    assert HashStages().steps_are_ideal()
+    assert not OffsetProjection().steps_are_ideal()

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from aimc_lsh.kernels import HashConfig
+import aimc_lsh.nn.layers as layers_module
+from aimc_lsh.kernels import HashConfig, HashStages
 from aimc_lsh.nn import HashedConv2d, HashedLinear, split_range, unfold_forward
 
 
@@ -165,3 +166,80 @@ def test_comparator_thresholds_equal_the_unfold_reference_in_training_and_infere
     assert (inference - plain(x)).abs().amax() > 0.1  # the thresholds change the codes
     training.square().sum().backward()
     assert all(kern.threshold.grad.abs().sum() > 0 for kern in layer.kernels)
+
+
+@pytest.fixture
+def stacked_calls(monkeypatch):
+    """Counts the layers' calls of the all-tiles-at-once path (the real function still runs)."""
+    calls = []
+    real = layers_module.stacked_tiles_forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(layers_module, "stacked_tiles_forward", counting)
+    return calls
+
+
+@pytest.mark.parametrize(("kernel_size", "stride", "padding"), [(3, 1, 1), (3, 2, 1), (1, 2, 0)])
+@pytest.mark.parametrize("kernel", ["learned_projection", "random_projection"])
+def test_training_runs_equal_input_tiles_at_once_with_the_reference_outputs_and_gradients(
+    kernel_size, stride, padding, kernel, stacked_calls
+):
+    torch.manual_seed(12)
+    conv = nn.Conv2d(12, 5, kernel_size, stride=stride, padding=padding)
+    config = HashConfig(kernel=kernel, hash_length=24, input_tile_size=4)
+    layer = HashedConv2d.from_digital(conv, config, seed=3)
+    x = torch.randn(2, 12, 9, 9, requires_grad=True)
+    y = layer(x)
+    assert len(stacked_calls) == 1
+    reference = unfold_forward(layer, x)
+    torch.testing.assert_close(y, reference, rtol=1e-4, atol=1e-4)
+    upstream = torch.randn(y.shape)
+    inputs = [x, layer.weight, layer.bias] + [p for p in layer.kernels.parameters()]
+    grads = torch.autograd.grad((y * upstream).sum(), inputs)
+    expected = torch.autograd.grad((reference * upstream).sum(), inputs)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # inference keeps the per-tile native stage, with the same numbers
+        torch.testing.assert_close(layer(x), reference, rtol=1e-4, atol=1e-4)
+    assert len(stacked_calls) == 1
+
+
+def test_linear_training_with_input_tiles_runs_them_at_once(stacked_calls):
+    torch.manual_seed(13)
+    config = HashConfig(kernel="learned_projection", hash_length=40, input_tile_size=3)
+    layer = HashedLinear(12, 5, config=config)
+    x = torch.randn(4, 12, requires_grad=True)
+    y = layer(x)
+    assert len(stacked_calls) == 1 and y.shape == (4, 5)
+    torch.testing.assert_close(y, unfold_forward(layer, x), rtol=1e-4, atol=1e-4)
+
+
+class _OffsetProjection(HashStages):
+    """A stage a hardware model might replace: the projection shifted."""
+
+    def project(self, x, filters, geometry, tile):
+        return super().project(x, filters, geometry, tile) + 0.01
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["one tile", "uneven tiles", "output tiles", "thresholds", "replaced stage"],
+)
+def test_tiles_go_one_at_a_time_where_they_cannot_run_at_once(why, stacked_calls):
+    options = {
+        "one tile": {},
+        "uneven tiles": {"input_tile_size": 5},
+        "output tiles": {"input_tile_size": 4, "output_tile_size": 3},
+        "thresholds": {"input_tile_size": 4, "comparator_thresholds": True},
+        "replaced stage": {"input_tile_size": 4},
+    }[why]
+    layer = HashedConv2d(12, 6, 3, padding=1, config=HashConfig(hash_length=16, **options))
+    if why == "replaced stage":
+        layer.stages = _OffsetProjection()
+    x = torch.randn(2, 12, 6, 6, requires_grad=True)
+    layer(x).sum().backward()
+    assert not stacked_calls
+    assert x.grad is not None
