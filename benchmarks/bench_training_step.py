@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from aimc_lsh.eval.score import bitbybit_breakdown
-from aimc_lsh.kernels import HashConfig
+from aimc_lsh.kernels import HashConfig, HashStages
 from aimc_lsh.models.resnet import resnet20_a
-from aimc_lsh.nn import patch_model
+from aimc_lsh.nn import HashedLayer, patch_model
 from aimc_lsh.utils import tune_allocator
 
 SETTINGS: dict[str, dict[str, object]] = {
@@ -30,16 +30,36 @@ SETTINGS: dict[str, dict[str, object]] = {
     "comparator thresholds": {"comparator_thresholds": True},
     "input tiles of 32 channels": {"input_tile_size": 32},
     "input tiles of 16 channels": {"input_tile_size": 16},
+    "tiles of 16, one at a time": {"input_tile_size": 16, "one_at_a_time": True},
+    "k = 64, tiles of 4 channels": {"input_tile_size": 4, "hash_length": 64},
+    "k = 64, tiles of 4, one at a time": {"input_tile_size": 4, "hash_length": 64, "one_at_a_time": True},
 }
-"""Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config."""
+"""Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config; ``one_at_a_time``
+makes the layers compute their input tiles one after the other, as they did before the stacked path
+(:func:`aimc_lsh.kernels.stacked_tiles_forward`) and as they still do with hardware stages."""
 
 
-def seconds_per_step(options: dict[str, object], batch_size: int, k: int, steps: int) -> tuple[float, int]:
-    """Median CPU seconds of a training step of the hashed ResNet-20, and its HDOPs."""
-    config = HashConfig(kernel="learned_projection", hash_length=k, **options)
+class _OneTileAtATime(HashStages):
+    """Ideal stages that make the layers take the tile-by-tile path (for the comparison only)."""
+
+    def steps_are_ideal(self) -> bool:  # noqa: D102
+        return False
+
+
+def seconds_per_step(
+    options: dict[str, object], batch_size: int, k: int, steps: int
+) -> tuple[float, int, float]:
+    """Median CPU seconds of a training step of the hashed ResNet-20, its HDOPs and efficiency term."""
+    options = dict(options)
+    one_at_a_time = options.pop("one_at_a_time", False)
+    config = HashConfig(**{"kernel": "learned_projection", "hash_length": k, **options})
     torch.manual_seed(0)  # the weights' values do not change the cost: the architecture, randomly initialised
     model = patch_model(resnet20_a(), config, skip=["conv1", "linear"]).train()
-    hdops = bitbybit_breakdown(model, 0.0).hdops
+    if one_at_a_time:
+        for module in model.modules():
+            if isinstance(module, HashedLayer):
+                module.stages = _OneTileAtATime(module.stages.ste)
+    breakdown = bitbybit_breakdown(model, 0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, 32, 32, generator=generator)
@@ -52,7 +72,7 @@ def seconds_per_step(options: dict[str, object], batch_size: int, k: int, steps:
         optimizer.step()
         if step >= 2:
             times.append(time.process_time() - start)
-    return statistics.median(times), hdops
+    return statistics.median(times), breakdown.hdops, breakdown.efficiency_term
 
 
 def main() -> None:
@@ -75,9 +95,12 @@ def main() -> None:
     )
     plain = None
     for name, options in SETTINGS.items():
-        seconds, hdops = seconds_per_step(options, args.batch_size, args.k, args.steps)
+        seconds, hdops, efficiency = seconds_per_step(options, args.batch_size, args.k, args.steps)
         plain = plain or seconds
-        print(f"{name + ':':<29}{seconds:.4f} CPU-s per step ({seconds / plain:.2f}x), {hdops:,} HDOPs")
+        print(
+            f"{name + ':':<36}{seconds:.4f} CPU-s per step ({seconds / plain:.2f}x), {hdops:,} HDOPs, "
+            f"efficiency term {efficiency:.3f}"
+        )
 
 
 if __name__ == "__main__":
