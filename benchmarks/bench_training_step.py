@@ -30,6 +30,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     "comparator thresholds": {"comparator_thresholds": True},
     "input tiles of 32 channels": {"input_tile_size": 32},
     "input tiles of 16 channels": {"input_tile_size": 16},
+    "input tiles of 8 channels": {"input_tile_size": 8},
     "tiles of 16, one at a time": {"input_tile_size": 16, "one_at_a_time": True},
     "k = 64, tiles of 4 channels": {"input_tile_size": 4, "hash_length": 64},
     "k = 64, tiles of 4, one at a time": {"input_tile_size": 4, "hash_length": 64, "one_at_a_time": True},
