@@ -230,8 +230,9 @@ class HashedLayer(nn.Module):
             x = x - center
         # Channels-last makes the projection ~2x and the 1x1 code match ~10x faster on CPU (measured).
         x = x.contiguous(memory_format=torch.channels_last)
-        if self._tiles_stack() and needs_grad(x, self.weight, *(k.projection for k in self.kernels)):
-            out = self._stacked_tiles_output(x)  # training; inference keeps the native per-tile stage
+        training = needs_grad(x, self.weight, *(kernel.projection for kernel in self.kernels))
+        if training and self._can_stack_tiles():  # inference keeps the native per-tile Hamming stage
+            out = self._stacked_tiles_output(x)
         else:
             out = self._tile_by_tile_output(x)
         if reference is not None:
@@ -240,7 +241,7 @@ class HashedLayer(nn.Module):
             out = out + self.bias.view(1, -1, 1, 1)
         return out
 
-    def _tiles_stack(self) -> bool:
+    def _can_stack_tiles(self) -> bool:
         """Whether all input tiles can run at once (:func:`aimc_lsh.kernels.stacked_tiles_forward`).
 
         They can with several equal input tiles, one output tile, stages none of whose steps a hardware
