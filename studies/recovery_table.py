@@ -32,6 +32,9 @@ from aimc_lsh.studies.runner import check_output_dir  # noqa: E402
 from aimc_lsh.train.config import DEFAULT_RECIPE  # noqa: E402
 from aimc_lsh.utils import atomic_write_text  # noqa: E402
 
+_SKIP_B8 = ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-size", "8"]
+"""The best measured untiled settings (the ``lrp3e-4-skip-b8`` rows build on them)."""
+
 ROWS: dict[str, dict] = {
     "rp-k64": {"kernel": "random_projection", "k": "64"},
     "lp-k64": {"kernel": "learned_projection", "k": "64"},
@@ -68,62 +71,28 @@ ROWS: dict[str, dict] = {
     "lp-k256-lrp3e-4-skip-b8": {
         "kernel": "learned_projection",
         "k": "256",
-        "args": ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-size", "8"],
+        "args": _SKIP_B8,
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
     "lp-k256-lrp3e-4-skip-b8-t16": {
         "kernel": "learned_projection",
         "k": "256",
-        "args": [
-            "--lr-projection",
-            "3e-4",
-            "--skip",
-            "conv1",
-            "linear",
-            "--batch-size",
-            "8",
-            "--input-tile-size",
-            "16",
-        ],
+        "args": [*_SKIP_B8, "--input-tile-size", "16"],
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
     "lp-k256-lrp3e-4-skip-b8-t16-ema": {
         "kernel": "learned_projection",
         "k": "256",
-        "args": [
-            "--lr-projection",
-            "3e-4",
-            "--skip",
-            "conv1",
-            "linear",
-            "--batch-size",
-            "8",
-            "--input-tile-size",
-            "16",
-            "--ema-decay",
-            "0.999",
-        ],
+        "args": [*_SKIP_B8, "--input-tile-size", "16", "--ema-decay", "0.999"],
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
     "lp-k64-lrp3e-4-skip-b8-t4-ema": {
         "kernel": "learned_projection",
         "k": "64",
-        "args": [
-            "--lr-projection",
-            "3e-4",
-            "--skip",
-            "conv1",
-            "linear",
-            "--batch-size",
-            "8",
-            "--input-tile-size",
-            "4",
-            "--ema-decay",
-            "0.999",
-        ],
+        "args": [*_SKIP_B8, "--input-tile-size", "4", "--ema-decay", "0.999"],
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip

@@ -108,6 +108,13 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     assert b8.time_budget == pytest.approx(60.0, abs=1e-3)
     tiled = parsed["lp-k256-lrp3e-4-skip-b8-t16"]
     assert tiled.input_tile_size == 16 and tiled.batch_size == 8 and tiled.skip == skip.skip
+    averaged = parsed["lp-k256-lrp3e-4-skip-b8-t16-ema"]
+    assert averaged.input_tile_size == 16 and averaged.ema_decay == 0.999 and averaged.k == "256"
+    assert averaged.batch_size == 8 and averaged.lr_projection == skip.lr_projection
+    small_k = parsed["lp-k64-lrp3e-4-skip-b8-t4-ema"]
+    assert small_k.k == "64" and small_k.input_tile_size == 4 and small_k.ema_decay == 0.999
+    assert small_k.skip == skip.skip and small_k.time_budget == pytest.approx(60.0, abs=1e-3)
+    assert b8.input_tile_size is None and b8.ema_decay is None  # the shared settings list is not mutated
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
     assert fit.kernel == "random_projection"
