@@ -12,6 +12,7 @@ over the six convolutions of each stage (16, 32, 64 channels). Also prints each 
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
@@ -19,7 +20,8 @@ from aimc_lsh.data import load_dataset
 from aimc_lsh.eval.score import bitbybit_breakdown
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.models import get_backbone
-from aimc_lsh.nn import patch_model
+from aimc_lsh.nn import patch_model, patched_layers
+from aimc_lsh.train.calibration import capture, reconstruction_error
 
 STAGES = ("layer1", "layer2", "layer3")
 
@@ -42,26 +44,14 @@ def stage_errors(
     teacher: torch.nn.Module, images: torch.Tensor, k: int, tile: int | None
 ) -> dict[str, float]:
     """Mean relative output error of the hashed convolutions of each stage, and E."""
-    captured: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [
-        module.register_forward_hook(
-            lambda _m, args, out, name=name: captured.__setitem__(name, (args[0], out))
-        )
-        for name, module in teacher.named_modules()
-        if isinstance(module, torch.nn.Conv2d) and name.startswith(STAGES)
-    ]
-    with torch.no_grad():
-        teacher(images)
-    for hook in hooks:
-        hook.remove()
     config = HashConfig(kernel="learned_projection", hash_length=k, input_tile_size=tile)
     student = patch_model(teacher, config, skip=["conv1", "linear"]).eval()
-    modules = dict(student.named_modules())
     errors: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    with torch.no_grad():
-        for name, (inputs, exact) in captured.items():
-            error = (modules[name](inputs) - exact).norm() / exact.norm()
-            errors[name.split(".")[0]].append(error.item())
+    for path, layer in patched_layers(student):
+        inputs = capture(teacher, path, images, what="input")  # what the FP32 layer sees
+        exact = capture(teacher, path, images, what="output")
+        with torch.no_grad():  # sqrt of the relative squared error: ||y_hashed - y|| / ||y||
+            errors[path.split(".")[0]].append(math.sqrt(reconstruction_error(layer, inputs, exact)))
     result = {stage: sum(values) / len(values) for stage, values in errors.items()}
     result["E"] = bitbybit_breakdown(student, 0.0).efficiency_term
     return result
