@@ -68,7 +68,11 @@ class HashStages(nn.Module):
         Then the layers may compute all their input tiles at once
         (:func:`aimc_lsh.kernels.stacked_tiles_forward`) instead of one call per step and tile.
         """
-        return all(getattr(type(self), step) is getattr(HashStages, step) for step in _ALL_STEPS)
+        return self._own_steps(_ALL_STEPS)
+
+    def _own_steps(self, steps: tuple[str, ...]) -> bool:
+        """Whether none of ``steps`` is replaced by a subclass."""
+        return all(getattr(type(self), step) is getattr(HashStages, step) for step in steps)
 
     def patch_norms(self, x: Tensor, kernel_size: tuple[int, int], geometry: ConvGeometry) -> Tensor:
         """Norms ``||x_patch||`` of every input patch, computed once per input tile for :meth:`reconstruct`.
@@ -179,8 +183,7 @@ class HashStages(nn.Module):
 
     def _native_hamming_applies(self, *tensors: Tensor) -> bool:
         """Inference, float32 CPU tensors, the ideal steps (none overridden), the native stage available."""
-        steps_are_ideal = all(getattr(type(self), step) is getattr(HashStages, step) for step in _FUSED_STEPS)
-        if not steps_are_ideal or needs_grad(*tensors):
+        if not self._own_steps(_FUSED_STEPS) or needs_grad(*tensors):
             return False
         if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
             return False
