@@ -114,6 +114,11 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     small_k = parsed["lp-k64-lrp3e-4-skip-b8-t4-ema"]
     assert small_k.k == "64" and small_k.input_tile_size == 4 and small_k.ema_decay == 0.999
     assert small_k.skip == skip.skip and small_k.time_budget == pytest.approx(60.0, abs=1e-3)
+    smaller_tiles = (("lp-k256-lrp3e-4-skip-b8-t8-ema", "256", 8), ("lp-k64-lrp3e-4-skip-b8-t2-ema", "64", 2))
+    for name, k, tile in smaller_tiles:
+        small_tiles = parsed[name]
+        assert small_tiles.k == k and small_tiles.input_tile_size == tile and small_tiles.ema_decay == 0.999
+        assert small_tiles.batch_size == 8 and small_tiles.time_budget == pytest.approx(60.0, abs=1e-3)
     assert b8.input_tile_size is None and b8.ema_decay is None  # the shared settings list is not mutated
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
