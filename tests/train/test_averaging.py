@@ -2,6 +2,8 @@ import pytest
 import torch
 from torch import nn
 
+from aimc_lsh.data import make_loader
+from aimc_lsh.eval import evaluate
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import patch_model
 from aimc_lsh.train import TrainConfig, fine_tune, load_checkpoint
@@ -129,9 +131,8 @@ def test_fine_tune_returns_the_average_of_its_fully_hashed_steps(digits_teacher,
     assert history[-1]["val_accuracy_ema"] == result.final_accuracy
     assert history[-1]["val_accuracy"] == result.final_live_accuracy
     # the returned model is the one that scored final_accuracy, and the checkpoint keeps it
-    from aimc_lsh.train.trainer import _accuracy
-
-    assert _accuracy(averaged_model, test, torch.device("cpu")) == result.final_accuracy
+    loader = make_loader(test, batch_size=256, augment=False, shuffle=False)
+    assert evaluate(averaged_model, loader, progress=False).accuracy == result.final_accuracy
     saved = load_checkpoint(tmp_path / "a.pt")
     assert all(torch.equal(saved["model_state"][k], v) for k, v in averaged_model.state_dict().items())
     assert saved["weight_average"]["updates"] == len(hashed_steps)
