@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -195,10 +197,30 @@ def results_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
+def _integer_columns(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """Columns whose values are all integers or missing, with at least one of each.
+
+    pandas stores such a column as float (missing = NaN), so its integers would be written ``256.0``;
+    :func:`_write_csv` writes them as integers (missing = empty field) instead.
+    """
+    found = []
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and len(present) < len(values) and all(_is_integer(v) for v in present):
+            found.append(column)
+    return found
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     frame = results_frame(rows, columns)
+    written = frame.astype(dict.fromkeys(_integer_columns(rows, columns), "Int64"))
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n")
+        written.to_csv(tmp, index=False, lineterminator="\n")
     return frame
 
 

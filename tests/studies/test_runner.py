@@ -117,3 +117,15 @@ def test_check_output_file_names_the_option_and_the_problem(tmp_path):
                 check_output_file(locked / "new" / "y.csv", "--out")
     finally:
         locked.chmod(0o700)
+
+
+def test_integer_columns_with_missing_values_are_written_as_integers(tmp_path):
+    # a reference point without a hash length beside hashed ones: pandas would store the column as
+    # float and write 64.0; the CSV keeps the integers and leaves the missing field empty
+    points = [{"a": 1, "k": None}, {"a": 2, "k": 64}, {"a": 3, "k": 256}]
+    sweep = Sweep("toy", points, toy_points.counting_rows, context={"log": str(tmp_path / "log")})
+    result = run_sweep(sweep, tmp_path / "out", progress=False)
+    lines = result.outputs.csv.read_text().splitlines()
+    assert lines == ["a,k,value", "1,,10", "2,64,20", "3,256,30"]
+    assert result.frame["k"].isna().tolist() == [True, False, False]  # the frame itself is unchanged
+    assert pd.read_csv(result.outputs.csv)["k"].tolist()[1:] == [64, 256]
