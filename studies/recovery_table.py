@@ -142,10 +142,10 @@ same epochs); ``t16``: input tiles of 16 channels, each with its own projection 
 outputs summed; the HDOPs do not change); ``t4``: tiles of 4 channels (at k = 64: efficiency term 0.93
 against 0.60 at k = 256, with as many code bits per output as 16-channel tiles at k = 256 in the 64-channel
 layers); ``t8`` / ``t2``: tiles of 8 / 2 channels (twice the code bits per output of ``t16`` / ``t4``, a
-third less estimation error before training, about twice the step cost); ``ema``: the returned model is the
-average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``: orthonormal projection
-rows drawn inside each layer's input subspace (90% of the second moment, fitted on the first 512 training
-images) where that estimates the layer better, as in the default checkpoints.
+quarter to a third less estimation error before training, about 1.5x the step cost); ``ema``: the returned
+model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``:
+orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
+the first 512 training images) where that estimates the layer better, as in the default checkpoints.
 """
 
 COLUMNS = (
