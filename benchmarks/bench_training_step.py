@@ -7,6 +7,7 @@ Prints the median process CPU seconds per step over --steps timed steps after tw
 hashed operations (HDOPs, :mod:`aimc_lsh.eval.score`) of each setting.
 
     python benchmarks/bench_training_step.py --batch-size 8 --threads 1
+    python benchmarks/bench_training_step.py --only "input tiles of 8 channels" "input tiles of 4 channels"
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ SETTINGS: dict[str, dict[str, object]] = {
     "input tiles of 32 channels": {"input_tile_size": 32},
     "input tiles of 16 channels": {"input_tile_size": 16},
     "input tiles of 8 channels": {"input_tile_size": 8},
+    "input tiles of 4 channels": {"input_tile_size": 4},
     "tiles of 16, one at a time": {"input_tile_size": 16, "one_at_a_time": True},
     "k = 64, tiles of 4 channels": {"input_tile_size": 4, "hash_length": 64},
     "k = 64, tiles of 4, one at a time": {"input_tile_size": 4, "hash_length": 64, "one_at_a_time": True},
+    "k = 64, tiles of 2 channels": {"input_tile_size": 2, "hash_length": 64},
+    "k = 64, tiles of 1 channel": {"input_tile_size": 1, "hash_length": 64},
 }
 """Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config; ``one_at_a_time``
 makes the layers compute their input tiles one after the other, as they did before the stacked path
@@ -84,6 +88,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=256, help="hash length")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per setting")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(SETTINGS), metavar="SETTING",
+        help=f"time only these settings (the first is the 1.00x reference); one of: {', '.join(SETTINGS)}",
+    )  # fmt: skip
     args = parser.parse_args()
     for name in ("batch_size", "k", "steps", "threads"):
         if getattr(args, name) <= 0:
@@ -95,7 +103,8 @@ def main() -> None:
         f"batch {args.batch_size}, k {args.k}, median of {args.steps} steps"
     )
     plain = None
-    for name, options in SETTINGS.items():
+    for name in args.only or SETTINGS:
+        options = SETTINGS[name]
         seconds, hdops, efficiency = seconds_per_step(options, args.batch_size, args.k, args.steps)
         plain = plain or seconds
         print(

@@ -103,6 +103,13 @@ ROWS: dict[str, dict] = {
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
+    "lp-k256-lrp3e-4-skip-b8-t4-ema": {
+        "kernel": "learned_projection",
+        "k": "256",
+        "args": [*_SKIP_B8, "--input-tile-size", "4", "--ema-decay", "0.999"],
+        "noise_eval": True,
+        "budget_scale": 1.75,
+    },  # fmt: skip
     "lp-k64-lrp3e-4-skip-b8-t2-ema": {
         "kernel": "learned_projection",
         "k": "64",
@@ -142,7 +149,9 @@ same epochs); ``t16``: input tiles of 16 channels, each with its own projection 
 outputs summed; the HDOPs do not change); ``t4``: tiles of 4 channels (at k = 64: efficiency term 0.93
 against 0.60 at k = 256, with as many code bits per output as 16-channel tiles at k = 256 in the 64-channel
 layers); ``t8`` / ``t2``: tiles of 8 / 2 channels (twice the code bits per output of ``t16`` / ``t4``, a
-quarter to a third less estimation error before training, about 1.5x the step cost); ``ema``: the returned
+quarter to a third less estimation error before training, about 1.5x the step cost); ``t4`` at k = 256:
+tiles of 4 channels (0.34 relative error per layer before training against 0.49 for tiles of 8, about 1.3x
+the step cost of tiles of 8 since the batched projection, see docs/training.md); ``ema``: the returned
 model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``:
 orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
 the first 512 training images) where that estimates the layer better, as in the default checkpoints.

@@ -4,10 +4,12 @@ A layer whose input channels are split into T equal tiles, each with its own pro
 computes ``sum_i cos(pi/2 (1 - S_i / k)) ||w_i|| ||x_i||`` with ``S_i = sign(W_i P_i^T) . sign(P_i x_i)``.
 Looping over the tiles costs several small operations per tile and step (and as many in the backward
 pass); with many small tiles at batch 8 that overhead dominates a training step. Here the weight codes of
-all tiles are one batched product, the input projections one convolution with ``groups = T``, the code
-agreements one batched product over the tiles (a grouped 1x1 convolution ran group by group on CPU,
-measured) and the cosine, the norms and the sum over the tiles one autograd function with hand-written
-gradients: the same numbers as the loop up to float rounding, and the same gradients.
+all tiles are one batched product, the input projections one batched product over the tiles' unfolded
+patches (1.6-3x faster forward and backward than a convolution with ``groups = T`` for tiles of 4 or 8
+channels, 1.1-1.2x for 16, measured on CPU), the code agreements one batched product over the tiles (a grouped
+1x1 convolution ran group by group on CPU, measured) and the cosine, the norms and the sum over the tiles
+one autograd function with hand-written gradients: the same numbers as the loop up to float rounding, and
+the same gradients.
 """
 
 from __future__ import annotations
@@ -61,25 +63,25 @@ def stacked_tiles_forward(
     codes = sign_ste(torch.bmm(weight_tiles, projections.transpose(1, 2)), weight_ste)  # (T, out, k)
     w_norm = safe_norm(weight_tiles, dim=2)  # (T, out)
 
-    g = geometry
-    filters = projections.reshape(n_tiles * hash_length, tile_channels, kh, kw)
-    pre = F.conv2d(x, filters, None, g.stride, g.padding, g.dilation, n_tiles)  # (N, T * k, H', W')
-    batch, _, height, width = pre.shape
-    # (T, N * H' * W', k) rows: a view of channels-last projections, a copy otherwise
-    rows = pre.permute(0, 2, 3, 1).reshape(-1, n_tiles, hash_length).transpose(0, 1)
-    agreement = torch.bmm(sign_ste(rows, input_ste), codes.transpose(1, 2))  # (T, N * H' * W', out)
     x_norm = patch_norms(x, (kh, kw), geometry, groups=n_tiles)  # (N, T, H', W')
-    x_norm = x_norm.permute(1, 0, 2, 3).reshape(n_tiles, -1)
-    out = _CosineSumOverTiles.apply(agreement, w_norm, x_norm, hash_length)  # (N * H' * W', out)
-    return out.view(batch, height, width, n_out).permute(0, 3, 1, 2)
+    batch, _, height, width = x_norm.shape
+    patches = F.unfold(x, (kh, kw), geometry.dilation, geometry.padding, geometry.stride)  # (N, C kh kw, L)
+    # (T, C_t * kh * kw, N * L): each tile's patches side by side, one column per output position
+    patches = patches.view(batch, n_tiles, tile_inputs, -1).permute(1, 2, 0, 3)
+    patches = patches.reshape(n_tiles, tile_inputs, -1)
+    pre = torch.bmm(projections, patches)  # (T, k, M)
+    agreement = torch.bmm(codes, sign_ste(pre, input_ste))  # (T, out, M)
+    x_norm = x_norm.transpose(0, 1).reshape(n_tiles, -1)
+    out = _CosineSumOverTiles.apply(agreement, w_norm, x_norm, hash_length)  # (out, M)
+    return out.view(n_out, batch, height, width).transpose(0, 1)
 
 
 class _CosineSumOverTiles(torch.autograd.Function):
     """``sum_t cos(pi/2 (1 - S_t / k)) ||w_t|| ||x_t||`` with hand-written gradients.
 
-    Inputs: agreements ``S`` (T, M, out), weight-row norms (T, out), patch norms (T, M). With
+    Inputs: agreements ``S`` (T, out, M), weight-row norms (T, out), patch norms (T, M). With
     ``theta = pi/2 S / k`` the cosine is ``sin(theta)``. Autograd's own graph of these steps makes about
-    twenty passes over the (T, M, out) tensors; here the forward makes five and the backward five plus two
+    twenty passes over the (T, out, M) tensors; here the forward makes five and the backward five plus two
     batched products (the gradients of the two norms are matrix products of ``sin(theta) * grad``).
     """
 
@@ -91,21 +93,21 @@ class _CosineSumOverTiles(torch.autograd.Function):
         sine = torch.sin(theta)
         ctx.save_for_backward(theta, sine, w_norm, x_norm)
         ctx.hash_length = k
-        weighted = sine * w_norm.unsqueeze(1)
-        return weighted.mul_(x_norm.unsqueeze(2)).sum(0)
+        weighted = sine * w_norm.unsqueeze(2)
+        return weighted.mul_(x_norm.unsqueeze(1)).sum(0)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         theta, sine, w_norm, x_norm = ctx.saved_tensors
         grad_agreement = grad_w = grad_x = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            sine_grad = sine * grad.unsqueeze(0)  # (T, M, out)
+            sine_grad = sine * grad.unsqueeze(0)  # (T, out, M)
             if ctx.needs_input_grad[1]:
-                grad_w = torch.bmm(x_norm.unsqueeze(1), sine_grad).squeeze(1)
+                grad_w = torch.bmm(sine_grad, x_norm.unsqueeze(2)).squeeze(2)
             if ctx.needs_input_grad[2]:
-                grad_x = torch.bmm(sine_grad, w_norm.unsqueeze(2)).squeeze(2)
+                grad_x = torch.bmm(w_norm.unsqueeze(1), sine_grad).squeeze(1)
         if ctx.needs_input_grad[0]:
             grad_agreement = torch.cos(theta).mul_(grad.unsqueeze(0))
-            grad_agreement.mul_(w_norm.unsqueeze(1) * (0.5 * math.pi / ctx.hash_length))
-            grad_agreement.mul_(x_norm.unsqueeze(2))
+            grad_agreement.mul_(w_norm.unsqueeze(2) * (0.5 * math.pi / ctx.hash_length))
+            grad_agreement.mul_(x_norm.unsqueeze(1))
         return grad_agreement, grad_w, grad_x, None

@@ -114,7 +114,11 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     small_k = parsed["lp-k64-lrp3e-4-skip-b8-t4-ema"]
     assert small_k.k == "64" and small_k.input_tile_size == 4 and small_k.ema_decay == 0.999
     assert small_k.skip == skip.skip and small_k.time_budget == pytest.approx(60.0, abs=1e-3)
-    smaller_tiles = (("lp-k256-lrp3e-4-skip-b8-t8-ema", "256", 8), ("lp-k64-lrp3e-4-skip-b8-t2-ema", "64", 2))
+    smaller_tiles = (
+        ("lp-k256-lrp3e-4-skip-b8-t8-ema", "256", 8),
+        ("lp-k64-lrp3e-4-skip-b8-t2-ema", "64", 2),
+        ("lp-k256-lrp3e-4-skip-b8-t4-ema", "256", 4),
+    )
     for name, k, tile in smaller_tiles:
         small_tiles = parsed[name]
         assert small_tiles.k == k and small_tiles.input_tile_size == tile and small_tiles.ema_decay == 0.999
