@@ -117,6 +117,13 @@ ROWS: dict[str, dict] = {
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
+    "lp-k64-lrp3e-4-skip-b8-t1-ema": {
+        "kernel": "learned_projection",
+        "k": "64",
+        "args": [*_SKIP_B8, "--input-tile-size", "1", "--ema-decay", "0.999"],
+        "noise_eval": True,
+        "budget_scale": 1.75,
+    },  # fmt: skip
     "rp-k256-fit": {
         "kernel": "random_projection",
         "k": "256",
@@ -151,7 +158,9 @@ against 0.60 at k = 256, with as many code bits per output as 16-channel tiles a
 layers); ``t8`` / ``t2``: tiles of 8 / 2 channels (twice the code bits per output of ``t16`` / ``t4``, a
 quarter to a third less estimation error before training, about 1.5x the step cost); ``t4`` at k = 256:
 tiles of 4 channels (0.34 relative error per layer before training against 0.49 for tiles of 8, about 1.3x
-the step cost of tiles of 8 since the batched projection, see docs/training.md); ``ema``: the returned
+the step cost of tiles of 8 since the batched projection, see docs/training.md); ``t1`` at k = 64: every
+input channel its own 64-bit projection of its 3x3 window (0.30-0.35 relative error before training against
+0.45-0.51 for tiles of 2, about 1.8x their step cost); ``ema``: the returned
 model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``:
 orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
 the first 512 training images) where that estimates the layer better, as in the default checkpoints.

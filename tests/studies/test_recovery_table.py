@@ -118,6 +118,7 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
         ("lp-k256-lrp3e-4-skip-b8-t8-ema", "256", 8),
         ("lp-k64-lrp3e-4-skip-b8-t2-ema", "64", 2),
         ("lp-k256-lrp3e-4-skip-b8-t4-ema", "256", 4),
+        ("lp-k64-lrp3e-4-skip-b8-t1-ema", "64", 1),
     )
     for name, k, tile in smaller_tiles:
         small_tiles = parsed[name]
