@@ -157,10 +157,10 @@ outputs summed; the HDOPs do not change); ``t4``: tiles of 4 channels (at k = 64
 against 0.60 at k = 256, with as many code bits per output as 16-channel tiles at k = 256 in the 64-channel
 layers); ``t8`` / ``t2``: tiles of 8 / 2 channels (twice the code bits per output of ``t16`` / ``t4``, a
 quarter to a third less estimation error before training, about 1.5x the step cost); ``t4`` at k = 256:
-tiles of 4 channels (0.34 relative error per layer before training against 0.49 for tiles of 8, about 1.3x
-the step cost of tiles of 8 since the batched projection, see docs/training.md); ``t1`` at k = 64: every
-input channel its own 64-bit projection of its 3x3 window (0.30-0.35 relative error before training against
-0.45-0.51 for tiles of 2, about 1.8x their step cost); ``ema``: the returned
+tiles of 4 channels (0.34 relative error per layer before training against 0.49 for tiles of 8, about 1.6x
+their step cost; see docs/training.md); ``t1`` at k = 64: every input channel its own 64-bit projection of
+its 3x3 window (0.30-0.35 relative error before training against 0.45-0.51 for tiles of 2, about 1.6x their
+step cost; not yet run); ``ema``: the returned
 model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``:
 orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
 the first 512 training images) where that estimates the layer better, as in the default checkpoints.
