@@ -35,6 +35,13 @@ from aimc_lsh.utils import atomic_write_text  # noqa: E402
 _SKIP_B8 = ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-size", "8"]
 """The best measured untiled settings (the ``lrp3e-4-skip-b8`` rows build on them)."""
 
+
+def _tiled_row(k: str, tile: int, ema: bool = True) -> dict:
+    """A learned-projection ``skip-b8`` row at ``k``, input tiles of ``tile`` channels (``ema``: averaged)."""
+    args = [*_SKIP_B8, "--input-tile-size", str(tile)] + (["--ema-decay", "0.999"] if ema else [])
+    return {"kernel": "learned_projection", "k": k, "args": args, "noise_eval": True, "budget_scale": 1.75}
+
+
 ROWS: dict[str, dict] = {
     "rp-k64": {"kernel": "random_projection", "k": "64"},
     "lp-k64": {"kernel": "learned_projection", "k": "64"},
@@ -75,55 +82,13 @@ ROWS: dict[str, dict] = {
         "noise_eval": True,
         "budget_scale": 1.75,
     },  # fmt: skip
-    "lp-k256-lrp3e-4-skip-b8-t16": {
-        "kernel": "learned_projection",
-        "k": "256",
-        "args": [*_SKIP_B8, "--input-tile-size", "16"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k256-lrp3e-4-skip-b8-t16-ema": {
-        "kernel": "learned_projection",
-        "k": "256",
-        "args": [*_SKIP_B8, "--input-tile-size", "16", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k64-lrp3e-4-skip-b8-t4-ema": {
-        "kernel": "learned_projection",
-        "k": "64",
-        "args": [*_SKIP_B8, "--input-tile-size", "4", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k256-lrp3e-4-skip-b8-t8-ema": {
-        "kernel": "learned_projection",
-        "k": "256",
-        "args": [*_SKIP_B8, "--input-tile-size", "8", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k256-lrp3e-4-skip-b8-t4-ema": {
-        "kernel": "learned_projection",
-        "k": "256",
-        "args": [*_SKIP_B8, "--input-tile-size", "4", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k64-lrp3e-4-skip-b8-t2-ema": {
-        "kernel": "learned_projection",
-        "k": "64",
-        "args": [*_SKIP_B8, "--input-tile-size", "2", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
-    "lp-k64-lrp3e-4-skip-b8-t1-ema": {
-        "kernel": "learned_projection",
-        "k": "64",
-        "args": [*_SKIP_B8, "--input-tile-size", "1", "--ema-decay", "0.999"],
-        "noise_eval": True,
-        "budget_scale": 1.75,
-    },  # fmt: skip
+    "lp-k256-lrp3e-4-skip-b8-t16": _tiled_row("256", 16, ema=False),
+    "lp-k256-lrp3e-4-skip-b8-t16-ema": _tiled_row("256", 16),
+    "lp-k64-lrp3e-4-skip-b8-t4-ema": _tiled_row("64", 4),
+    "lp-k256-lrp3e-4-skip-b8-t8-ema": _tiled_row("256", 8),
+    "lp-k256-lrp3e-4-skip-b8-t4-ema": _tiled_row("256", 4),
+    "lp-k64-lrp3e-4-skip-b8-t2-ema": _tiled_row("64", 2),
+    "lp-k64-lrp3e-4-skip-b8-t1-ema": _tiled_row("64", 1),
     "rp-k256-fit": {
         "kernel": "random_projection",
         "k": "256",
