@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimc_lsh.data import CALIBRATION_IMAGES  # noqa: E402  (PQ codebooks, --fit-projections)
+from aimc_lsh.data import CALIBRATION_IMAGES, ImageTensorDataset  # noqa: E402  (CALIBRATION_IMAGES: PQ, fits)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
 from aimc_lsh.kernels import HashConfig  # noqa: E402
 from aimc_lsh.studies.cli import check_output_files, positive_int  # noqa: E402
@@ -206,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep an exponential moving average of the weights over the fully hashed steps with this decay "
         "in [0, 1) (e.g. 0.999), evaluate it beside them and end with it (default 0: off)",
     )  # fmt: skip
+    g.add_argument(
+        "--final-bn-images", type=int, default=None, metavar="N",
+        help="after training, re-estimate the BatchNorm statistics on the first N training images, "
+        "augmented as in training; with --holdout-root they are kept only if the held-out images agree "
+        "(default 0: off)",
+    )  # fmt: skip
+    g.add_argument(
+        "--holdout-root", default=None,
+        help="CIFAR root whose last --holdout-images training images decide whether --final-bn-images keeps "
+        "its statistics; must differ from the training root (e.g. the JPEG full set beside the exact "
+        "subset, whose training images are the first 1,017 of each batch)",
+    )  # fmt: skip
+    g.add_argument(
+        "--holdout-images", type=positive_int, default=1000, help="held-out images (default %(default)s)"
+    )
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("hardware-aware training")
@@ -272,7 +287,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing", "kd_alpha": "kd_alpha",
         "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
         "calib_steps": "calib_steps", "blend_fraction": "blend_fraction", "blend_start": "blend_start",
-        "feature_kd": "feature_kd", "ema_decay": "ema_decay",
+        "feature_kd": "feature_kd", "ema_decay": "ema_decay", "final_bn_images": "final_bn_images",
     }  # fmt: skip
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
@@ -429,6 +444,42 @@ def noise_from_args(args: argparse.Namespace) -> NoiseSpec | None:
     return NoiseSpec.from_dict(scaled)
 
 
+def held_out_images(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    dataset: str,
+    train_root: Path | None,
+    download: bool,
+) -> ImageTensorDataset | None:
+    """The last ``--holdout-images`` training images under ``--holdout-root``, or None without it."""
+    if args.holdout_root is None:
+        return None
+    if not args.final_bn_images:
+        parser.error("--holdout-root only decides the final BatchNorm refresh: give --final-bn-images N too")
+    if dataset == "digits":
+        parser.error(
+            "--holdout-root needs a CIFAR dataset: the embedded digits have no other root to hold out"
+        )
+    from aimc_lsh.data import load_dataset, resolve_data_root
+
+    root = resolve_data_root(dataset, args.holdout_root, download=download)
+    if Path(root).resolve() == Path(train_root).resolve():
+        parser.error(
+            f"--holdout-root {args.holdout_root} is the training root: its images are trained on; give "
+            "another root (e.g. the JPEG full set beside the exact subset)"
+        )
+    full = load_dataset(dataset, root=root, train=True)
+    count = args.holdout_images
+    if count > len(full):
+        parser.error(
+            f"--holdout-images {count}: {root} holds {len(full)} training images; allowed 1 to {len(full)}"
+        )
+    return ImageTensorDataset(
+        full.images[-count:], full.labels[-count:], num_classes=full.num_classes, classes=full.classes,
+        name=f"held-out (last {count} training images of {root})",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the CLI; returns the summary dict."""
     parser = build_parser()
@@ -462,6 +513,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         train_set = load_dataset(dataset, root=train_root, train=True, limit=args.train_limit)
         val_set = load_dataset(dataset, root=data_root, train=False)
+        holdout = held_out_images(parser, args, dataset, train_root, download)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     if config.augment:  # 4 pixels for CIFAR, 1 for the 8x8 digits (4 would erase them)
@@ -510,6 +562,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = fine_tune(
         student, train_set, config, teacher=teacher, val_set=val_set, noise=noise, checkpoint=args.checkpoint,
         resume=args.resume, log_csv=args.log_csv, device=args.device, backbone=args.model,
+        holdout_set=holdout,
         meta={"argv": sys.argv if argv is None else ["finetune.py", *argv], "init_from": args.init_from},
     )  # fmt: skip
     summary = {
@@ -518,6 +571,9 @@ def main(argv: list[str] | None = None) -> dict:
         "initial_accuracy": result.initial_accuracy,
         "calibrated_accuracy": result.calibrated_accuracy, "final_accuracy": result.final_accuracy,
         "final_live_accuracy": result.final_live_accuracy, "ema_decay": config.ema_decay,
+        "accuracy_before_bn_refresh": result.accuracy_before_bn_refresh,
+        "bn_refresh": result.bn_refresh.to_dict() if result.bn_refresh is not None else None,
+        "holdout_root": args.holdout_root,
         "steps": result.steps, "steps_per_epoch": result.steps_per_epoch,
         "elapsed_s": round(result.elapsed_s, 1), "cpu_s": round(result.cpu_s, 1),
         "noise": noise.to_dict() if noise else None, "checkpoint": args.checkpoint,

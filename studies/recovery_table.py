@@ -36,10 +36,22 @@ _SKIP_B8 = ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-siz
 """The best measured untiled settings (the ``lrp3e-4-skip-b8`` rows build on them)."""
 
 
-def _tiled_row(k: str, tile: int, ema: bool = True) -> dict:
-    """A learned-projection ``skip-b8`` row at ``k``, input tiles of ``tile`` channels (``ema``: averaged)."""
+def _tiled_row(k: str, tile: int, ema: bool = True, bn_refresh: bool = False) -> dict:
+    """A learned-projection ``skip-b8`` row at ``k``, input tiles of ``tile`` channels.
+
+    ``ema``: the weight average is returned; ``bn_refresh``: BatchNorm re-estimated at the end on every
+    training image, kept if the ``--holdout-root`` images agree.
+    """
     args = [*_SKIP_B8, "--input-tile-size", str(tile)] + (["--ema-decay", "0.999"] if ema else [])
-    return {"kernel": "learned_projection", "k": k, "args": args, "noise_eval": True, "budget_scale": 1.75}
+    row = {"kernel": "learned_projection", "k": k, "args": args, "noise_eval": True, "budget_scale": 1.75}
+    if bn_refresh:
+        row["args"] += ["--final-bn-images", str(EXACT_SUBSET_TRAIN_IMAGES)]
+        row["holdout"] = True
+    return row
+
+
+EXACT_SUBSET_TRAIN_IMAGES = 5085
+"""Training images of the CIFAR-10 exact subset (the first 1,017 of each of the five batches)."""
 
 
 ROWS: dict[str, dict] = {
@@ -87,6 +99,7 @@ ROWS: dict[str, dict] = {
     "lp-k64-lrp3e-4-skip-b8-t4-ema": _tiled_row("64", 4),
     "lp-k256-lrp3e-4-skip-b8-t8-ema": _tiled_row("256", 8),
     "lp-k256-lrp3e-4-skip-b8-t4-ema": _tiled_row("256", 4),
+    "lp-k256-lrp3e-4-skip-b8-t4-ema-bnr": _tiled_row("256", 4, bn_refresh=True),
     "lp-k64-lrp3e-4-skip-b8-t2-ema": _tiled_row("64", 2),
     "lp-k64-lrp3e-4-skip-b8-t1-ema": _tiled_row("64", 1),
     "rp-k256-fit": {
@@ -134,7 +147,7 @@ the first 512 training images) where that estimates the layer better, as in the 
 COLUMNS = (
     "row", "kernel", "k", "recipe", "hwa", "fp32_%", "hashed_before_%", "after_calib_%", "after_%",
     "drop_pts", "pcm1d_codes_%", "pcm1d_proj_%", "pcm1d_conv_%", "pcm1d_recal_%", "pcm1d_proxy_%", "steps",
-    "epochs", "wall_min", "cpu_min", "bitbybit",
+    "epochs", "wall_min", "cpu_min", "bitbybit", "before_bn_refresh_%", "bn_refresh_holdout_%",
 )  # fmt: skip
 
 
@@ -170,6 +183,8 @@ def row_argv(name: str, args: argparse.Namespace, out: Path) -> list[str]:
     argv += spec.get("args", [])
     if spec.get("hwa"):
         argv += ["--device-profile", "pcm", "--hwa-time", "86400"]
+    if spec.get("holdout"):
+        argv += ["--holdout-root", args.holdout_root]
     if budget == 0:
         argv += ["--epochs", "0", "--recipe", "ce"]
     else:
@@ -262,6 +277,16 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
+def _refresh_cell(refresh: dict | None) -> str:
+    """``kept 84.10 -> 85.30`` (held-out accuracy before -> after the final BatchNorm refresh), or empty."""
+    if not refresh:
+        return ""
+    verdict = "kept" if refresh["kept"] else "rejected"
+    if refresh.get("holdout_before") is None:
+        return f"{verdict} (no held-out images)"
+    return f"{verdict} {_pct(refresh['holdout_before'])} -> {_pct(refresh['holdout_after'])}"
+
+
 def table(records: list[dict]) -> tuple[str, str]:
     """Markdown and CSV text of the records."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -291,6 +316,7 @@ def table(records: list[dict]) -> tuple[str, str]:
             f"{(r.get('elapsed_s', 0) + (r.get('prior_elapsed_s') or 0)) / 60:.1f}",
             f"{(r.get('cpu_s', 0) + (r.get('prior_cpu_s') or 0)) / 60:.1f}",
             "" if bb is None else f"{bb:.3f}",
+            _pct(r.get("accuracy_before_bn_refresh")), _refresh_cell(r.get("bn_refresh")),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
         csv_lines.append(",".join(c.replace(",", ";") for c in cells))
@@ -303,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", required=True, help="CIFAR-10 root (exact subset) for training and testing")
     p.add_argument("--train-root", default=None, help="other CIFAR-10 root for training (e.g. the JPEG set)")
     p.add_argument("--weights", default=None, help="akamaster ResNet-20 weights file")
+    p.add_argument(
+        "--holdout-root", default=None,
+        help="CIFAR-10 root whose last 1,000 training images decide the final BatchNorm refresh of the "
+        "-bnr rows (the JPEG full set: the exact subset trains on the first 1,017 images of each batch)",
+    )  # fmt: skip
     p.add_argument("--rows", nargs="*", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
     p.add_argument("--budget", type=float, default=10.0, help="minutes of wall clock per row")
     p.add_argument("--epochs", type=float, default=100.0, help="epoch cap per row (the budget usually binds)")
@@ -329,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
         p.error(f"unknown rows {unknown}; allowed: {', '.join(ROWS)}")
+    needs_holdout = [r for r in args.rows if ROWS[r].get("holdout")]
+    if needs_holdout and not args.holdout_root:
+        p.error(f"rows {needs_holdout} need --holdout-root (e.g. the JPEG full set's folder)")
     try:  # a file where the folder belongs, or no write permission: one line, before any training
         out = check_output_dir(args.out)
     except ValueError as err:

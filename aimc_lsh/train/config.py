@@ -102,6 +102,12 @@ class TrainConfig:
     ``blend_fraction`` ramp still blends), evaluated beside the live weights (``val_accuracy_ema`` in the
     log), and becomes the returned and saved model at the end."""
 
+    final_bn_images: int = 0
+    """After training (and after the weight average became the model), re-estimate the BatchNorm statistics
+    on this many training images, augmented as in training (:mod:`aimc_lsh.train.bn_refresh`); 0 disables.
+    Given held-out images (``fine_tune(holdout_set=...)``), the new statistics are kept only if the model
+    classifies those at least as well with them; without, they are kept. A time budget reserves the time."""
+
     normalize_ste: bool = False
     """Scale the input codes' straight-through gradient by 1 / ||x_patch|| (as if x were normalised before
     hashing, like the hackathon kernel); forward unchanged. See :mod:`aimc_lsh.train.ste_scale`."""
@@ -171,7 +177,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("warmup_steps", "calib_steps", "eval_every", "checkpoint_every", "crop_padding"):
+        counts = ("warmup_steps", "calib_steps", "eval_every", "checkpoint_every", "crop_padding")
+        for name in (*counts, "final_bn_images"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -200,14 +207,17 @@ class TrainConfig:
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the settings of a feature that is off (what checkpoint tags hash).
 
-        The feature-distillation fields are left out while ``feature_kd`` is 0, and ``ema_decay`` while it
-        is 0: they cannot change the run then, and configs written before they existed keep their tags.
+        The feature-distillation fields are left out while ``feature_kd`` is 0, and ``ema_decay`` and
+        ``final_bn_images`` while they are 0: they cannot change the run then, and configs written before they
+        existed keep their tags.
         """
         settings = self.to_dict()
         if not self.feature_kd:
             del settings["feature_kd"], settings["feature_kd_layers"]
         if not self.ema_decay:
             del settings["ema_decay"]
+        if not self.final_bn_images:
+            del settings["final_bn_images"]
         return settings
 
     @classmethod

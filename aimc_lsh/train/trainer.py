@@ -31,6 +31,7 @@ from aimc_lsh.eval import evaluate
 from aimc_lsh.train.anneal import HashBlend, blend_factor
 from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
+from aimc_lsh.train.bn_refresh import BatchNormRefresh, refresh_batchnorm
 from aimc_lsh.train.calibration import LayerCalibration, calibrate_layers, recalibrate_bn
 from aimc_lsh.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aimc_lsh.train.config import TrainConfig
@@ -91,6 +92,11 @@ class TrainResult:
     final_live_accuracy: float | None = None
     """Accuracy of the last step's own weights at the end: ``final_accuracy`` unless the weight average
     (``ema_decay``) replaced them."""
+    accuracy_before_bn_refresh: float | None = None
+    """Accuracy of the returned weights with their trained BatchNorm statistics (``final_bn_images``):
+    ``final_accuracy`` unless the refresh kept new statistics; None without a refresh or validation set."""
+    bn_refresh: BatchNormRefresh | None = None
+    """Outcome of the final BatchNorm refresh (``final_bn_images``), or None."""
 
 
 def _write_log(path: Path | None, rows: list[dict[str, Any]]) -> None:
@@ -120,6 +126,20 @@ def _accuracy(model: nn.Module, data: ImageTensorDataset | None, device: torch.d
     return evaluate(model, loader, device=device, progress=False).accuracy
 
 
+def _refresh_seconds(
+    config: TrainConfig,
+    train_images: int,
+    holdout: ImageTensorDataset | None,
+    val_set: ImageTensorDataset | None,
+    per_image: float,
+) -> float:
+    """Seconds to reserve for the final BatchNorm refresh: its forwards, held-out and test evaluations."""
+    if not config.final_bn_images:
+        return 0.0
+    images = min(config.final_bn_images, train_images) + 2 * (len(holdout) if holdout is not None else 0)
+    return per_image * (images + (len(val_set) if val_set is not None else 0))
+
+
 def fine_tune(
     model: nn.Module,
     train_set: ImageTensorDataset,
@@ -134,6 +154,7 @@ def fine_tune(
     device: str | torch.device | None = "cpu",
     backbone: str | None = None,
     fp32_accuracy: float | None = None,
+    holdout_set: ImageTensorDataset | None = None,
     stop_after: int | None = None,
     meta: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -155,6 +176,8 @@ def fine_tune(
         device: ``cpu``, ``cuda`` or None (CUDA when available).
         backbone: Backbone name stored in the checkpoint (for :func:`model_from_checkpoint`).
         fp32_accuracy: FP32 accuracy to store; measured on ``val_set`` with ``teacher`` if None.
+        holdout_set: Labelled images that training never sees, which decide whether the final BatchNorm
+            refresh (``config.final_bn_images``) keeps its statistics; None keeps them unconditionally.
         stop_after: Stop after this many optimiser steps of this invocation (after checkpointing); for
             chunked runs and interruption tests.
         meta: Free-form information stored in the checkpoint.
@@ -193,6 +216,7 @@ def fine_tune(
     prior_wall = prior_cpu = 0.0
     calibration: list[LayerCalibration] = []
     eval_seconds: float | None = None
+    eval_passes = 1  # evaluations in the last measured eval_seconds (the weight average's too)
     initial_acc = calibrated_acc = None
     if state is not None:
         model.load_state_dict(state["model_state"])
@@ -390,7 +414,13 @@ def fine_tune(
                     else:  # an eval forward costs about a third of a training step per image
                         eval_s = per_step * len(val_set) / config.batch_size / 3
                     per_eval_step = eval_s / (spe * config.eval_every) if config.eval_every else 0.0
-                    fit = step + int(max(0.0, remaining - eval_s) / (per_step + per_eval_step))
+                    if val_set is not None and eval_seconds is not None:
+                        per_image = eval_seconds / (eval_passes * len(val_set))
+                    else:  # as above
+                        per_image = per_step / config.batch_size / 3
+                    refresh_s = _refresh_seconds(config, len(train_set), holdout_set, val_set, per_image)
+                    reserve = eval_s + refresh_s
+                    fit = step + int(max(0.0, remaining - reserve) / (per_step + per_eval_step))
                     planned = ctx.broadcast_object(max(step, min(max_planned, fit)))
                     scheduler.set_total_steps(planned)
                     bar.total = planned
@@ -409,6 +439,7 @@ def fine_tune(
                             with average.applied(model):
                                 val_ema = _accuracy(model, val_set, dev)
                         eval_seconds = time.perf_counter() - eval_start
+                        eval_passes = 2 if val_ema is not None else 1
                         set_train_mode(model, config.bn_mode)
                     wall, cpu = elapsed()
                     history.append(
@@ -437,7 +468,8 @@ def fine_tune(
                     break
             if stopped_early:
                 break
-        final_acc = live_acc = None
+        final_acc = live_acc = before_refresh = None
+        refresh = None
         if not stopped_early:
             last = history[-1] if history else {}
             at_end = last.get("step") == step
@@ -450,6 +482,27 @@ def fine_tune(
                 average.copy_to(model)
                 if final_acc is None and ctx.is_main:
                     final_acc = _accuracy(model, val_set, dev)
+            if config.final_bn_images:  # every rank: the same images give every replica the same statistics
+                refresh = refresh_batchnorm(
+                    model, train_set, count=min(config.final_bn_images, len(train_set)),
+                    crop_padding=config.crop_padding, augment=config.augment, seed=config.seed,
+                    holdout=holdout_set, device=dev,
+                )  # fmt: skip
+                before_refresh = final_acc
+                if refresh.kept and ctx.is_main:
+                    final_acc = _accuracy(model, val_set, dev)
+                wall, cpu = elapsed()
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": round(step / spe, 4),
+                        "phase": "bn_refresh" if refresh.kept else "bn_refresh_rejected",
+                        "val_accuracy": final_acc,
+                        "elapsed_s": round(wall, 3),
+                        "cpu_s": round(cpu, 3),
+                    }
+                )
+                _write_log(log_path, history)
         save(final=not stopped_early)
     finally:
         bar.close()
@@ -474,4 +527,6 @@ def fine_tune(
         stopped_early=stopped_early,
         steps_per_epoch=spe,
         final_live_accuracy=live_acc,
+        accuracy_before_bn_refresh=before_refresh,
+        bn_refresh=refresh,
     )

@@ -76,6 +76,28 @@ def test_bad_bn_image_count_stops_before_training(tmp_path, count, capsys):
     assert "--bn-images" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
+def test_a_row_with_a_bn_refresh_needs_a_holdout_root_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        recovery_table.main(
+            ["--data-root", "data", "--out", str(tmp_path), "--rows", "lp-k256-lrp3e-4-skip-b8-t4-ema-bnr"]
+        )
+    assert "need --holdout-root" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_refresh_columns_show_the_accuracy_before_and_the_holdout_decision():
+    row = {"row": "x", "kernel": "learned_projection", "k": "256", "steps": 10, "final_accuracy": 0.88,
+           "accuracy_before_bn_refresh": 0.87, "bn_refresh": {"kept": True, "holdout_before": 0.801,
+                                                              "holdout_after": 0.8125}}  # fmt: skip
+    rejected = {**row, "bn_refresh": {**row["bn_refresh"], "kept": False}}
+    _, csv = recovery_table.table([row, rejected, {"row": "y", "steps": 0}])
+    cells = [line.split(",") for line in csv.splitlines()[1:]]
+    before, decision = (
+        recovery_table.COLUMNS.index(c) for c in ("before_bn_refresh_%", "bn_refresh_holdout_%")
+    )
+    assert [c[before] for c in cells] == ["87.00", "87.00", ""]
+    assert [c[decision] for c in cells] == ["kept 80.10 -> 81.25", "rejected 80.10 -> 81.25", ""]
+
+
 def test_epochs_column_uses_each_rows_epoch_length():
     """A row trained on another set (e.g. the 50,000-image JPEG set) counts its own epochs."""
     row = {"row": "lp-k256", "kernel": "learned_projection", "k": "256", "steps": 1562, "elapsed_s": 60.0}
@@ -92,7 +114,7 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
 
     args = argparse.Namespace(
         data_root="data", train_root=None, weights="w.th", threads=1, recipe="blend_kd", epochs=100.0,
-        seed=0, budget=34.2857,
+        seed=0, budget=34.2857, holdout_root="jpeg",
     )  # fmt: skip
     parsed = {n: finetune.build_parser().parse_args(recovery_table.row_argv(n, args, tmp_path)) for n in ROWS}
     skip = parsed["lp-k256-lrp3e-4-skip"]
@@ -125,6 +147,11 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
         assert small_tiles.k == k and small_tiles.input_tile_size == tile and small_tiles.ema_decay == 0.999
         assert small_tiles.batch_size == 8 and small_tiles.time_budget == pytest.approx(60.0, abs=1e-3)
     assert b8.input_tile_size is None and b8.ema_decay is None  # the shared settings list is not mutated
+    refreshed = parsed["lp-k256-lrp3e-4-skip-b8-t4-ema-bnr"]
+    assert refreshed.final_bn_images == 5085 and refreshed.holdout_root == "jpeg"
+    assert refreshed.input_tile_size == 4 and refreshed.ema_decay == 0.999 and refreshed.batch_size == 8
+    assert parsed["lp-k256-lrp3e-4-skip-b8-t4-ema"].final_bn_images is None  # the rows' lists are their own
+    assert all(p.holdout_root is None for n, p in parsed.items() if not n.endswith("-bnr"))
     fit = parsed["rp-k256-fit"]
     assert fit.fit_projections == 0.9 and fit.fit_only_where_better and fit.orthogonal
     assert fit.kernel == "random_projection"

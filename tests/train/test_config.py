@@ -27,3 +27,10 @@ def test_positive_numbers(field, value):
 def test_ranges(changes):
     with pytest.raises(ValueError, match="must be in"):
         TrainConfig(**changes)
+
+
+def test_final_bn_images_is_a_count_left_out_of_result_settings_while_off():
+    with pytest.raises(ValueError, match="final_bn_images must be a non-negative int, got -5"):
+        TrainConfig(final_bn_images=-5)
+    assert "final_bn_images" not in TrainConfig().result_settings()  # earlier results keep their tags
+    assert TrainConfig(final_bn_images=512).result_settings()["final_bn_images"] == 512

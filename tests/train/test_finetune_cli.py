@@ -373,3 +373,44 @@ def test_cli_rejects_simhash_options_where_they_cannot_apply(flag, extra, messag
         finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", flag, *extra])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--holdout-root", "x"], "--holdout-root only decides the final BatchNorm refresh"),
+        (["--holdout-root", "x", "--final-bn-images", "64"], "--holdout-root needs a CIFAR dataset"),
+        (["--final-bn-images", "-1"], "final_bn_images must be a non-negative int, got -1"),
+    ],
+)
+def test_cli_names_a_bad_bn_refresh_option(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_cli_holdout_is_the_last_training_images_of_another_root(tmp_path, monkeypatch, capsys):
+    from aimc_lsh.data import load_dataset, resolve_data_root
+    from tests.data.conftest import write_cifar10
+
+    monkeypatch.delenv("AIMC_LSH_DATA", raising=False)
+    write_cifar10(tmp_path / "trained")
+    write_cifar10(tmp_path / "other", n_per_batch=(4, 4, 4, 4, 5))
+    trained = resolve_data_root("cifar10", tmp_path / "trained")  # as main resolves the training root
+    parser = finetune.build_parser()
+    args = parser.parse_args(["--final-bn-images", "8", "--holdout-root", str(tmp_path / "other"),
+                              "--holdout-images", "6"])  # fmt: skip
+    holdout = finetune.held_out_images(parser, args, "cifar10", trained, False)
+    full = load_dataset("cifar10", root=tmp_path / "other", train=True)
+    assert torch.equal(holdout.images, full.images[-6:]) and torch.equal(holdout.labels, full.labels[-6:])
+    for extra, message in (
+        (["--holdout-images", "22"], "--holdout-images 22:"),  # the other root holds 21 training images
+        (["--holdout-root", str(tmp_path / "trained")], "is the training root"),
+    ):
+        args = parser.parse_args(
+            ["--final-bn-images", "8", "--holdout-root", str(tmp_path / "other"), *extra]
+        )
+        with pytest.raises(SystemExit) as exit_info:
+            finetune.held_out_images(parser, args, "cifar10", trained, False)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

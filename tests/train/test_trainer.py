@@ -1,11 +1,21 @@
+import copy
 import csv
+import dataclasses
 
 import pytest
 import torch
 
+from aimc_lsh.data import ImageTensorDataset, make_loader
+from aimc_lsh.eval import evaluate
 from aimc_lsh.kernels import HashConfig
 from aimc_lsh.nn import hashed_layers, patch_model
 from aimc_lsh.train import NoiseSpec, TrainConfig, fine_tune, load_checkpoint, model_from_checkpoint
+from aimc_lsh.train.bn_refresh import refresh_batchnorm
+from aimc_lsh.train.trainer import _refresh_seconds
+
+
+def evaluate_model(model, data):
+    return evaluate(model.eval(), make_loader(data, batch_size=256, shuffle=False), progress=False).accuracy
 
 
 def _quick(**changes):
@@ -177,3 +187,49 @@ def test_fine_tune_leaves_the_teachers_parameters_trainable(digits_teacher, digi
     # the caller's model is a teacher only for this call: not frozen for later training, not changed
     assert all(p.requires_grad for p in digits_teacher.parameters())
     assert all(torch.equal(v, digits_teacher.state_dict()[k]) for k, v in before.items())
+
+
+def _digits_with_batchnorm() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 10),
+    )
+
+
+def test_final_bn_refresh_re_estimates_the_trained_weights_statistics_and_logs_the_decision(digits_data):
+    train, test = digits_data
+    trained_on = ImageTensorDataset(train.images[:-200], train.labels[:-200], num_classes=10)
+    holdout = ImageTensorDataset(train.images[-200:], train.labels[-200:], num_classes=10)
+    config = _quick(epochs=2.0, batch_size=32, augment=True, crop_padding=1, ema_decay=0.9)
+    plain = fine_tune(_digits_with_batchnorm(), trained_on, config, val_set=test)
+    refreshed = fine_tune(
+        _digits_with_batchnorm(), trained_on, config.replace(final_bn_images=600), val_set=test,
+        holdout_set=holdout,
+    )  # fmt: skip
+    # the same training, then the statistics of the returned (averaged) weights re-estimated on 600 images
+    expected = copy.deepcopy(plain.model)
+    outcome = refresh_batchnorm(expected, trained_on, count=600, crop_padding=1, seed=0, holdout=holdout)
+    assert refreshed.bn_refresh == dataclasses.replace(outcome, seconds=refreshed.bn_refresh.seconds)
+    assert refreshed.accuracy_before_bn_refresh == plain.final_accuracy
+    state, wanted = refreshed.model.state_dict(), expected.state_dict()
+    assert all(torch.equal(state[key], wanted[key]) for key in wanted)
+    assert refreshed.final_accuracy == pytest.approx(evaluate_model(refreshed.model, test))
+    assert refreshed.history[-1]["phase"] == ("bn_refresh" if outcome.kept else "bn_refresh_rejected")
+    assert refreshed.history[-1]["val_accuracy"] == refreshed.final_accuracy
+
+
+def test_the_budget_reserves_the_refresh_forwards_and_evaluations(digits_data):
+    _, test = digits_data
+    holdout = ImageTensorDataset(test.images[:50], test.labels[:50], num_classes=10)
+    config = _quick(final_bn_images=400)
+    # 400 training images (at most the training set's 300 here), 2 x 50 held-out, the test split again
+    assert _refresh_seconds(config, 300, holdout, test, per_image=0.01) == pytest.approx(
+        0.01 * (300 + 100 + len(test))
+    )
+    assert _refresh_seconds(config, 1000, None, None, per_image=0.01) == pytest.approx(4.0)
+    assert _refresh_seconds(_quick(), 1000, holdout, test, per_image=0.01) == 0.0
