@@ -6,6 +6,8 @@ Public API:
     TrainConfig (+ RECIPES, DEFAULT_RECIPE, TrainConfig.for_recipe(name, **changes))
     calibrate_layers(student, teacher, images, ...), recalibrate_bn(model, images),
         layer_reconstruction_errors(student, teacher, images, paths)
+    refresh_batchnorm(model, train_set, count, holdout, ...) -> BatchNormRefresh (the statistics
+        re-estimated after training, kept if held-out images agree; TrainConfig.final_bn_images)
     recovery_loss(...), distillation_loss(...)
     NoiseSpec, noise_spec_for_device(name, t_inference), inject_training_noise(model, spec),
         hardware_loop_spec(profile, t, conventional) (the default HWA: arrays in the loop, clipping),
@@ -25,6 +27,7 @@ Public API:
 
 from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
+from aimc_lsh.train.bn_refresh import BatchNormRefresh, refresh_batchnorm
 from aimc_lsh.train.calibration import (
     LayerCalibration,
     batchnorm_layers,
@@ -66,6 +69,7 @@ from aimc_lsh.train.robustness import NoisyAccuracy, accuracy_under_noise
 from aimc_lsh.train.trainer import LOG_FIELDS, TrainResult, fine_tune
 
 __all__ = [
+    "BatchNormRefresh",
     "DEFAULT_RECIPE",
     "DEFAULT_WEIGHT_CLIP_SIGMA",
     "LOG_FIELDS",
@@ -107,6 +111,7 @@ __all__ = [
     "projection_parameters",
     "recalibrate_bn",
     "recovery_loss",
+    "refresh_batchnorm",
     "relative_weight_noise",
     "remove_training_noise",
     "save_checkpoint",

@@ -8,7 +8,9 @@ steps (``ema_decay``, :mod:`aimc_lsh.train.averaging`), a tqdm bar (loss, accura
 a CSV log and resumable checkpoints. The run stops after ``epochs`` or ``time_budget_s``, whichever
 comes first (with a budget, the cosine schedule is refitted at every epoch end to the steps that still
 fit, from the mean step and evaluation times measured so far; budgeted runs are therefore not
-bit-reproducible).
+bit-reproducible). With ``final_bn_images`` the BatchNorm statistics of the returned weights are then
+re-estimated once and kept if held-out images agree (:mod:`aimc_lsh.train.bn_refresh`); a budget reserves
+the time this takes.
 """
 
 from __future__ import annotations
