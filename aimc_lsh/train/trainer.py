@@ -128,6 +128,10 @@ def _accuracy(model: nn.Module, data: ImageTensorDataset | None, device: torch.d
     return evaluate(model, loader, device=device, progress=False).accuracy
 
 
+def _is_refresh_row(row: dict[str, Any]) -> bool:
+    return str(row.get("phase", "")).startswith("bn_refresh")
+
+
 def _refresh_seconds(
     config: TrainConfig,
     train_images: int,
@@ -473,7 +477,8 @@ def fine_tune(
         final_acc = live_acc = before_refresh = None
         refresh = None
         if not stopped_early:
-            last = history[-1] if history else {}
+            # the last row before any refresh row (which a resumed finished run holds)
+            last = next((row for row in reversed(history) if not _is_refresh_row(row)), {})
             at_end = last.get("step") == step
             live_acc = last.get("val_accuracy") if at_end else None
             if live_acc is None and ctx.is_main:
@@ -494,6 +499,7 @@ def fine_tune(
                 if refresh.kept and ctx.is_main:
                     final_acc = _accuracy(model, val_set, dev)
                 wall, cpu = elapsed()
+                history = [row for row in history if not _is_refresh_row(row)]
                 history.append(
                     {
                         "step": step,

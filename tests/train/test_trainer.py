@@ -233,3 +233,27 @@ def test_the_budget_reserves_the_refresh_forwards_and_evaluations(digits_data):
     )
     assert _refresh_seconds(config, 1000, None, None, per_image=0.01) == pytest.approx(4.0)
     assert _refresh_seconds(_quick(), 1000, holdout, test, per_image=0.01) == 0.0
+
+
+def test_resuming_a_finished_run_with_a_bn_refresh_gives_the_same_outcome(digits_data, tmp_path):
+    train, test = digits_data
+    trained_on = ImageTensorDataset(train.images[:-200], train.labels[:-200], num_classes=10)
+    holdout = ImageTensorDataset(train.images[-200:], train.labels[-200:], num_classes=10)
+    config = _quick(
+        epochs=1.0, batch_size=64, augment=True, crop_padding=1, ema_decay=0.9, final_bn_images=300
+    )
+
+    def run():
+        return fine_tune(
+            _digits_with_batchnorm(), trained_on, config, val_set=test, holdout_set=holdout,
+            checkpoint=tmp_path / "r.pt", resume=True,
+        )  # fmt: skip
+
+    first, again = run(), run()
+    assert again.steps == first.steps and again.final_accuracy == first.final_accuracy
+    assert again.accuracy_before_bn_refresh == first.accuracy_before_bn_refresh
+    assert again.final_live_accuracy == first.final_live_accuracy
+    assert [r["phase"] for r in again.history] == [r["phase"] for r in first.history]  # one refresh row
+    assert first.history[-1]["phase"].startswith("bn_refresh")
+    state, wanted = again.model.state_dict(), first.model.state_dict()
+    assert all(torch.equal(state[key], wanted[key]) for key in wanted)
