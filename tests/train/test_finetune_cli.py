@@ -228,6 +228,9 @@ def test_cli_time_budget_alone_sets_the_length():
         (["--device-profile", "reram", "--hwa-time", "1000"], "has no data at t_inference = 1000 s"),
         (["--device-profile", "pcm", "--hwa-scale", "-1"], "--hwa-scale must be a finite number >= 0"),
         (["--skip", "conv9"], "skip names no Linear/Conv2d layer: conv9"),
+        (["--holdout-root", "x"], "--holdout-root only decides the final BatchNorm refresh"),
+        (["--holdout-root", "x", "--final-bn-images", "64"], "--holdout-root needs a CIFAR dataset"),
+        (["--final-bn-images", "-1"], "final_bn_images must be a non-negative int, got -1"),
     ],
 )
 def test_cli_names_a_bad_model_device_or_count_in_one_line(extra, message, capsys):
@@ -373,21 +376,6 @@ def test_cli_rejects_simhash_options_where_they_cannot_apply(flag, extra, messag
         finetune.main(["--model", "digits_cnn", "--epochs", "1", "--quiet", flag, *extra])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--holdout-root", "x"], "--holdout-root only decides the final BatchNorm refresh"),
-        (["--holdout-root", "x", "--final-bn-images", "64"], "--holdout-root needs a CIFAR dataset"),
-        (["--final-bn-images", "-1"], "final_bn_images must be a non-negative int, got -1"),
-    ],
-)
-def test_cli_names_a_bad_bn_refresh_option(extra, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        finetune.main(["--model", "digits_cnn", "--k", "16", "--epochs", "1", "--quiet", *extra])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and "Traceback" not in err, err
 
 
 def test_cli_holdout_is_the_last_training_images_of_another_root(tmp_path, monkeypatch, capsys):
