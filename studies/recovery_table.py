@@ -139,7 +139,9 @@ tiles of 4 channels (0.34 relative error per layer before training against 0.49 
 their step cost; see docs/training.md); ``t1`` at k = 64: every input channel its own 64-bit projection of
 its 3x3 window (0.30-0.35 relative error before training against 0.45-0.51 for tiles of 2, about 1.6x their
 step cost; not yet run); ``ema``: the returned
-model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``fit``:
+model is the average of the weights over the fully hashed steps (``--ema-decay 0.999``); ``bnr``: then the
+BatchNorm statistics re-estimated on all 5,085 augmented training images, kept only if the last 1,000 training
+images of ``--holdout-root`` agree (measured on t4 at k = 256: not a gain, see docs/training.md); ``fit``:
 orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
 the first 512 training images) where that estimates the layer better, as in the default checkpoints.
 """
