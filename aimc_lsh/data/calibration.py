@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import Tensor
 
-from aimc_lsh.data.augment import random_crop, random_hflip
+from aimc_lsh.data.augment import RandomCropFlip
 from aimc_lsh.data.loaders import DATASETS, load_dataset
 
 __all__ = ["CALIBRATION_IMAGES", "TRAINING_CROP_PADDING", "calibration_images", "training_crop_padding"]
@@ -78,5 +77,4 @@ def calibration_images(
     images = train.tensors()[0][:count]
     if not augment:
         return images.clone()
-    generator = torch.Generator().manual_seed(int(seed))
-    return random_hflip(random_crop(images, padding, generator=generator), generator=generator)
+    return RandomCropFlip(padding, seed=int(seed))(images)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aimc_lsh.data import ImageTensorDataset, make_loader, random_crop, random_hflip
+from aimc_lsh.data import ImageTensorDataset, RandomCropFlip, make_loader
 from aimc_lsh.eval import evaluate
 from aimc_lsh.train.calibration import batchnorm_layers, recalibrate_bn
 
@@ -92,8 +92,7 @@ def refresh_batchnorm(
     device = torch.device(device)
     images = train_set.tensors()[0][:count].float()
     if augment:
-        generator = torch.Generator().manual_seed(int(seed))
-        images = random_hflip(random_crop(images, crop_padding, generator=generator), generator=generator)
+        images = RandomCropFlip(crop_padding, seed=seed)(images)
     trained = _statistics(model)
     before = _accuracy(model, holdout, device) if holdout is not None else None
     recalibrate_bn(model, images.to(device))
@@ -130,9 +129,5 @@ _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _accuracy(model: nn.Module, data: ImageTensorDataset, device: torch.device) -> float:
-    training = model.training
     loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
-    try:
-        return evaluate(model.eval(), loader, device=device, progress=False).accuracy
-    finally:
-        model.train(training)
+    return evaluate(model, loader, device=device, progress=False).accuracy  # restores the modules' modes

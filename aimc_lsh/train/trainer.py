@@ -413,17 +413,17 @@ def fine_tune(
                     # fit the schedule to the budget: mean step time so far, one evaluation per epoch
                     per_step = timed_seconds / timed_steps
                     remaining = config.time_budget_s - elapsed()[0]
+                    if val_set is not None and eval_seconds is not None:
+                        per_image = eval_seconds / (eval_passes * len(val_set))
+                    else:  # an eval forward costs about a third of a training step per image
+                        per_image = per_step / config.batch_size / 3
                     if val_set is None:
                         eval_s = 0.0
                     elif eval_seconds is not None:
                         eval_s = eval_seconds
-                    else:  # an eval forward costs about a third of a training step per image
-                        eval_s = per_step * len(val_set) / config.batch_size / 3
+                    else:
+                        eval_s = per_image * len(val_set)
                     per_eval_step = eval_s / (spe * config.eval_every) if config.eval_every else 0.0
-                    if val_set is not None and eval_seconds is not None:
-                        per_image = eval_seconds / (eval_passes * len(val_set))
-                    else:  # as above
-                        per_image = per_step / config.batch_size / 3
                     refresh_s = _refresh_seconds(config, len(train_set), holdout_set, val_set, per_image)
                     reserve = eval_s + refresh_s
                     fit = step + int(max(0.0, remaining - reserve) / (per_step + per_eval_step))
