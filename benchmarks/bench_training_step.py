@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from aimc_lsh.eval.score import bitbybit_breakdown
-from aimc_lsh.kernels import HashConfig, HashStages
+from aimc_lsh.kernels import HashConfig, HashStages, product_precision
 from aimc_lsh.models.resnet import resnet20_a
 from aimc_lsh.nn import HashedLayer, patch_model
 from aimc_lsh.utils import tune_allocator
@@ -33,15 +33,22 @@ SETTINGS: dict[str, dict[str, object]] = {
     "input tiles of 16 channels": {"input_tile_size": 16},
     "input tiles of 8 channels": {"input_tile_size": 8},
     "input tiles of 4 channels": {"input_tile_size": 4},
+    "tiles of 4, bfloat16 products": {"input_tile_size": 4, "product_dtype": "bfloat16"},
     "tiles of 16, one at a time": {"input_tile_size": 16, "one_at_a_time": True},
     "k = 64, tiles of 4 channels": {"input_tile_size": 4, "hash_length": 64},
     "k = 64, tiles of 4, one at a time": {"input_tile_size": 4, "hash_length": 64, "one_at_a_time": True},
     "k = 64, tiles of 2 channels": {"input_tile_size": 2, "hash_length": 64},
     "k = 64, tiles of 1 channel": {"input_tile_size": 1, "hash_length": 64},
+    "k = 64, tiles of 1, bfloat16 products": {
+        "input_tile_size": 1,
+        "hash_length": 64,
+        "product_dtype": "bfloat16",
+    },  # fmt: skip
 }
 """Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config; ``one_at_a_time``
 makes the layers compute their input tiles one after the other, as they did before the stacked path
-(:func:`aimc_lsh.kernels.stacked_tiles_forward`) and as they still do with hardware stages."""
+(:func:`aimc_lsh.kernels.stacked_tiles_forward`) and as they still do with hardware stages;
+``product_dtype`` runs the step inside :func:`aimc_lsh.kernels.product_precision` (``--product-dtype``)."""
 
 
 class _OneTileAtATime(HashStages):
@@ -57,6 +64,7 @@ def seconds_per_step(
     """Median CPU seconds of a training step of the hashed ResNet-20, its HDOPs and efficiency term."""
     options = dict(options)
     one_at_a_time = options.pop("one_at_a_time", False)
+    dtype_name = str(options.pop("product_dtype", "float32"))
     config = HashConfig(**{"kernel": "learned_projection", "hash_length": k, **options})
     torch.manual_seed(0)  # the weights' values do not change the cost: the architecture, randomly initialised
     model = patch_model(resnet20_a(), config, skip=["conv1", "linear"]).train()
@@ -73,7 +81,8 @@ def seconds_per_step(
     for step in range(steps + 2):
         start = time.process_time()
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images), labels).backward()
+        with product_precision(dtype_name):
+            F.cross_entropy(model(images), labels).backward()
         optimizer.step()
         if step >= 2:
             times.append(time.process_time() - start)
@@ -108,7 +117,7 @@ def main() -> None:
         seconds, hdops, efficiency = seconds_per_step(options, args.batch_size, args.k, args.steps)
         plain = plain or seconds
         print(
-            f"{name + ':':<36}{seconds:.4f} CPU-s per step ({seconds / plain:.2f}x), {hdops:,} HDOPs, "
+            f"{name + ':':<40}{seconds:.4f} CPU-s per step ({seconds / plain:.2f}x), {hdops:,} HDOPs, "
             f"efficiency term {efficiency:.3f}"
         )
 

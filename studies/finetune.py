@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimc_lsh.data import CALIBRATION_IMAGES, ImageTensorDataset  # noqa: E402  (CALIBRATION_IMAGES: PQ, fits)
 from aimc_lsh.hardware.programming import DRIFT_REFERENCES  # noqa: E402
-from aimc_lsh.kernels import HashConfig  # noqa: E402
+from aimc_lsh.kernels import PRODUCT_DTYPES, HashConfig  # noqa: E402
 from aimc_lsh.studies.cli import check_output_files, positive_int  # noqa: E402
 from aimc_lsh.train import (  # noqa: E402
     DEFAULT_WEIGHT_CLIP_SIGMA,
@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--holdout-images", type=positive_int, default=1000, help="held-out images (default %(default)s)"
     )
+    g.add_argument(
+        "--product-dtype", choices=list(PRODUCT_DTYPES), default=None,
+        help="precision of the tiled layers' projection and code-agreement products in the training steps "
+        "(bfloat16: about 2x faster steps with --input-tile-size 4 on a CPU with AVX512-BF16; agreements "
+        "stay exact, evaluation stays float32; default float32)",
+    )  # fmt: skip
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("hardware-aware training")
@@ -288,6 +294,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "kd_temperature": "kd_temperature", "bn_mode": "bn_mode", "calib_images": "calib_images",
         "calib_steps": "calib_steps", "blend_fraction": "blend_fraction", "blend_start": "blend_start",
         "feature_kd": "feature_kd", "ema_decay": "ema_decay", "final_bn_images": "final_bn_images",
+        "product_dtype": "product_dtype",
     }  # fmt: skip
     changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
     if args.time_budget is not None:
@@ -571,6 +578,7 @@ def main(argv: list[str] | None = None) -> dict:
         "initial_accuracy": result.initial_accuracy,
         "calibrated_accuracy": result.calibrated_accuracy, "final_accuracy": result.final_accuracy,
         "final_live_accuracy": result.final_live_accuracy, "ema_decay": config.ema_decay,
+        "product_dtype": config.product_dtype,
         "accuracy_before_bn_refresh": result.accuracy_before_bn_refresh,
         "bn_refresh": result.bn_refresh.to_dict() if result.bn_refresh is not None else None,
         "holdout_root": args.holdout_root,

@@ -36,13 +36,15 @@ _SKIP_B8 = ["--lr-projection", "3e-4", "--skip", "conv1", "linear", "--batch-siz
 """The best measured untiled settings (the ``lrp3e-4-skip-b8`` rows build on them)."""
 
 
-def _tiled_row(k: str, tile: int, ema: bool = True, bn_refresh: bool = False) -> dict:
+def _tiled_row(k: str, tile: int, ema: bool = True, bn_refresh: bool = False, bf16: bool = False) -> dict:
     """A learned-projection ``skip-b8`` row at ``k``, input tiles of ``tile`` channels.
 
     ``ema``: the weight average is returned; ``bn_refresh``: BatchNorm re-estimated at the end on every
-    training image, kept if the ``--holdout-root`` images agree.
+    training image, kept if the ``--holdout-root`` images agree; ``bf16``: the tiles' products in bfloat16 in
+    the training steps (``--product-dtype bfloat16``).
     """
     args = [*_SKIP_B8, "--input-tile-size", str(tile)] + (["--ema-decay", "0.999"] if ema else [])
+    args += ["--product-dtype", "bfloat16"] if bf16 else []
     row = {"kernel": "learned_projection", "k": k, "args": args, "noise_eval": True, "budget_scale": 1.75}
     if bn_refresh:
         row["args"] += ["--final-bn-images", str(EXACT_SUBSET_TRAIN_IMAGES)]
@@ -100,6 +102,7 @@ ROWS: dict[str, dict] = {
     "lp-k256-lrp3e-4-skip-b8-t8-ema": _tiled_row("256", 8),
     "lp-k256-lrp3e-4-skip-b8-t4-ema": _tiled_row("256", 4),
     "lp-k256-lrp3e-4-skip-b8-t4-ema-bnr": _tiled_row("256", 4, bn_refresh=True),
+    "lp-k256-lrp3e-4-skip-b8-t4-ema-bf16": _tiled_row("256", 4, bf16=True),
     "lp-k64-lrp3e-4-skip-b8-t2-ema": _tiled_row("64", 2),
     "lp-k64-lrp3e-4-skip-b8-t1-ema": _tiled_row("64", 1),
     "rp-k256-fit": {

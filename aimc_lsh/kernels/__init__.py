@@ -22,6 +22,7 @@ from aimc_lsh.kernels.pq import (
     squared_distances,
 )
 from aimc_lsh.kernels.pq_kernel import PQKernel
+from aimc_lsh.kernels.precision import PRODUCT_DTYPES, check_product_dtype, product_dtype, product_precision
 from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
@@ -31,6 +32,7 @@ from aimc_lsh.kernels.tiled import stacked_tiles_forward
 
 __all__ = [
     "HASH_FIELDS",
+    "PRODUCT_DTYPES",
     "STE_MODES",
     "ConvGeometry",
     "HashConfig",
@@ -43,6 +45,7 @@ __all__ = [
     "affine_residual",
     "assignment_ste",
     "build_kernel",
+    "check_product_dtype",
     "cosine_from_similarity",
     "cosine_table",
     "distortion",
@@ -57,6 +60,8 @@ __all__ = [
     "lookup_table",
     "native_hamming",
     "native_hamming_available",
+    "product_dtype",
+    "product_precision",
     "needs_grad",
     "pack_code_bits",
     "patch_norms",

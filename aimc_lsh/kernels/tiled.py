@@ -9,7 +9,8 @@ patches (1.6-3x faster forward and backward than a convolution with ``groups = T
 channels, 1.1-1.2x for 16, measured on CPU), the code agreements one batched product over the tiles (a grouped
 1x1 convolution ran group by group on CPU, measured) and the cosine, the norms and the sum over the tiles
 one autograd function with hand-written gradients: the same numbers as the loop up to float rounding, and
-the same gradients.
+the same gradients. Inside :func:`aimc_lsh.kernels.product_precision` the two large products run in bfloat16
+(:mod:`aimc_lsh.kernels.precision`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aimc_lsh.kernels.base import safe_norm
+from aimc_lsh.kernels.precision import code_agreements, product_dtype
 from aimc_lsh.kernels.stages import ConvGeometry, patch_norms
 from aimc_lsh.kernels.ste import sign_ste
 
@@ -69,8 +71,9 @@ def stacked_tiles_forward(
     # (T, C_t * kh * kw, N * L): each tile's patches side by side, one column per output position
     patches = patches.view(batch, n_tiles, tile_inputs, -1).permute(1, 2, 0, 3)
     patches = patches.reshape(n_tiles, tile_inputs, -1)
-    pre = torch.bmm(projections, patches)  # (T, k, M)
-    agreement = torch.bmm(codes, sign_ste(pre, input_ste))  # (T, out, M)
+    low = product_dtype()  # float32, or bfloat16 in training (aimc_lsh.kernels.precision)
+    pre = torch.bmm(projections.to(low), patches.to(low))  # (T, k, M)
+    agreement = code_agreements(codes.to(low), sign_ste(pre, input_ste))  # (T, out, M), float32
     x_norm = x_norm.transpose(0, 1).reshape(n_tiles, -1)
     out = _CosineSumOverTiles.apply(agreement, w_norm, x_norm, hash_length)  # (out, M)
     return out.view(n_out, batch, height, width).transpose(0, 1)

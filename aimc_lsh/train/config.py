@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Self
 
+from aimc_lsh.kernels.precision import check_product_dtype
+
 OPTIMIZERS = ("adam", "adamw")
 BN_MODES = ("train", "freeze")
 
@@ -108,6 +110,12 @@ class TrainConfig:
     Given held-out images (``fine_tune(holdout_set=...)``), the new statistics are kept only if the model
     classifies those at least as well with them; without, they are kept. A time budget reserves the time."""
 
+    product_dtype: str = "float32"
+    """Precision of the tiled layers' projection and code-agreement products in the training steps:
+    ``"float32"`` or ``"bfloat16"`` (:mod:`aimc_lsh.kernels.precision`: agreements stay exact, the
+    projections' operands are rounded to 8 significant bits, their gradients run in bfloat16; about 2x faster
+    steps with tiles of 4 channels on a CPU with AVX512-BF16). Evaluation always computes in float32."""
+
     normalize_ste: bool = False
     """Scale the input codes' straight-through gradient by 1 / ||x_patch|| (as if x were normalised before
     hashing, like the hackathon kernel); forward unchanged. See :mod:`aimc_lsh.train.ste_scale`."""
@@ -169,6 +177,7 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        check_product_dtype(self.product_dtype)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
@@ -207,9 +216,9 @@ class TrainConfig:
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the settings of a feature that is off (what checkpoint tags hash).
 
-        The feature-distillation fields are left out while ``feature_kd`` is 0, and ``ema_decay`` and
-        ``final_bn_images`` while they are 0: they cannot change the run then, and configs written before they
-        existed keep their tags.
+        The feature-distillation fields are left out while ``feature_kd`` is 0, ``ema_decay`` and
+        ``final_bn_images`` while they are 0, and ``product_dtype`` while it is float32: they cannot change
+        the run then, and configs written before they existed keep their tags.
         """
         settings = self.to_dict()
         if not self.feature_kd:
@@ -218,6 +227,8 @@ class TrainConfig:
             del settings["ema_decay"]
         if not self.final_bn_images:
             del settings["final_bn_images"]
+        if self.product_dtype == "float32":
+            del settings["product_dtype"]
         return settings
 
     @classmethod

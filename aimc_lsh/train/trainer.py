@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.eval import evaluate
+from aimc_lsh.kernels import product_precision
 from aimc_lsh.train.anneal import HashBlend, blend_factor
 from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
@@ -370,7 +371,7 @@ def fine_tune(
                 in_loop = (
                     hardware_loop.engaged(step) if hardware_loop is not None else contextlib.nullcontext()
                 )
-                with weight_noise.perturbed(model), in_loop:
+                with weight_noise.perturbed(model), in_loop, product_precision(config.product_dtype):
                     logits = net(images)
                     loss = recovery_loss(
                         logits,

@@ -34,3 +34,10 @@ def test_final_bn_images_is_a_count_left_out_of_result_settings_while_off():
         TrainConfig(final_bn_images=-5)
     assert "final_bn_images" not in TrainConfig().result_settings()  # earlier results keep their tags
     assert TrainConfig(final_bn_images=512).result_settings()["final_bn_images"] == 512
+
+
+def test_product_dtype_is_a_known_name_left_out_of_result_settings_while_float32():
+    with pytest.raises(ValueError, match="unknown product dtype 'half'; allowed: float32, bfloat16"):
+        TrainConfig(product_dtype="half")
+    assert "product_dtype" not in TrainConfig().result_settings()  # earlier results keep their tags
+    assert TrainConfig(product_dtype="bfloat16").result_settings()["product_dtype"] == "bfloat16"

@@ -331,6 +331,29 @@ def test_cli_input_tiles_give_each_tile_its_projection_and_the_checkpoint_keeps_
         finetune.main([*common, "--init-from", str(path)])
 
 
+def test_cli_bfloat16_products_train_the_tiled_layers_and_evaluate_in_float32(tmp_path, capsys):
+    common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "1",
+              "--no-augment", "--quiet", "--threads", "1", "--input-tile-size", "64"]  # fmt: skip
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        path = tmp_path / f"{dtype}.pt"
+        summary = finetune.main([*common, "--product-dtype", dtype, "--checkpoint", str(path)])
+        ckpt = load_checkpoint(path)
+        assert summary["product_dtype"] == ckpt["train_config"]["product_dtype"] == dtype
+        runs[dtype] = summary, ckpt
+    (summary, ckpt), (_, reference) = runs["bfloat16"], runs["float32"]
+    assert summary["steps"] == runs["float32"][0]["steps"] > 0
+    # the classifier's four tiles trained through bfloat16 products: the same seed, other weights
+    assert not torch.equal(ckpt["model_state"]["fc.kernels.0.P"], reference["model_state"]["fc.kernels.0.P"])
+    # and the final evaluation is a float32 one: a warm start from the checkpoint scores the same
+    warm = _warm_start(common, "--quiet", tmp_path / "bfloat16.pt")
+    assert warm["initial_accuracy"] == summary["final_accuracy"]
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main([*common, "--product-dtype", "float16"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "invalid choice: 'float16'" in err, err
+
+
 def test_cli_ema_decay_ends_with_the_weight_average(tmp_path, capsys):
     common = ["--model", "digits_cnn", "--k", "16", "--kernel", "learned_projection", "--epochs", "2",
               "--no-augment", "--quiet", "--threads", "1", "--blend-fraction", "0.5"]  # fmt: skip

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from aimc_lsh.kernels import ConvGeometry, product_dtype, product_precision, stacked_tiles_forward
+from aimc_lsh.kernels.precision import code_agreements
+
+
+@pytest.mark.parametrize("k", [64, 256, 1000])
+def test_bfloat16_code_agreements_are_exact_at_any_code_length(k):
+    gen = torch.Generator().manual_seed(k)
+    codes = torch.randn(3, 7, k, generator=gen).sign()
+    signs = torch.randn(3, k, 300, generator=gen).sign()
+    # all codes alike: the largest agreement, k, which bfloat16 alone could not hold for k = 1000
+    codes[0, 0], signs[0, :, 0] = 1.0, 1.0
+    exact = torch.bmm(codes, signs)
+    assert exact[0, 0, 0] == k
+    agreement = code_agreements(codes.bfloat16(), signs.bfloat16())
+    assert agreement.dtype == torch.float32 and torch.equal(agreement, exact)
+
+
+def test_product_precision_applies_inside_its_block_only_and_names_the_allowed_dtypes():
+    assert product_dtype() == torch.float32
+    with product_precision("bfloat16"):
+        assert product_dtype() == torch.bfloat16
+        with product_precision("float32"):
+            assert product_dtype() == torch.float32
+        assert product_dtype() == torch.bfloat16
+    with pytest.raises(RuntimeError), product_precision("bfloat16"):
+        raise RuntimeError
+    assert product_dtype() == torch.float32
+    with pytest.raises(ValueError, match="unknown product dtype 'float16'; allowed: float32, bfloat16"):
+        with product_precision("float16"):
+            pass
+
+
+def _layer(gen: torch.Generator, bf16_exact: bool):
+    """Inputs, weight and projections of a layer with 4 tiles of 4 channels, k = 256."""
+    n_tiles, tile_channels, k = 4, 4, 256
+    x = torch.rand(2, n_tiles * tile_channels, 8, 8, generator=gen)
+    weight = torch.randn(6, n_tiles * tile_channels, 3, 3, generator=gen)
+    projections = torch.randn(n_tiles, k, tile_channels * 9, generator=gen)
+    if bf16_exact:
+        x, projections = x.bfloat16().float(), projections.bfloat16().float()
+    return x.requires_grad_(), weight.requires_grad_(), projections.requires_grad_()
+
+
+def _output_and_grads(x, weight, projections, dtype_name):
+    geometry = ConvGeometry((1, 1), (1, 1))
+    with product_precision(dtype_name):
+        out = stacked_tiles_forward(x, weight, projections, geometry)
+    grads = torch.autograd.grad(out.square().sum(), (x, weight, projections))
+    return out, grads
+
+
+def test_bfloat16_products_give_float32_outputs_where_the_operands_are_bfloat16_numbers():
+    x, weight, projections = _layer(torch.Generator().manual_seed(0), bf16_exact=True)
+    out, grads = _output_and_grads(x, weight, projections, "bfloat16")
+    assert out.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    expected, expected_grads = _output_and_grads(x, weight, projections, "float32")
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)  # the same codes, exact agreements
+    for grad, reference in zip(grads, expected_grads, strict=True):  # gradients in bfloat16: ~3 digits
+        assert (grad - reference).norm() <= 0.01 * reference.norm()
+
+
+def test_bfloat16_products_round_the_projections_operands():
+    x, weight, projections = _layer(torch.Generator().manual_seed(0), bf16_exact=False)
+    out, _ = _output_and_grads(x, weight, projections, "bfloat16")
+    exact, _ = _output_and_grads(x, weight, projections, "float32")
+    assert not torch.allclose(out, exact, rtol=1e-4, atol=1e-4)  # some input codes flipped
+    assert (out - exact).norm() <= 0.05 * exact.norm()  # a few of them
+
+
+def test_float32_products_are_the_default_path():
+    x, weight, projections = _layer(torch.Generator().manual_seed(1), bf16_exact=False)
+    default = stacked_tiles_forward(x, weight, projections, ConvGeometry((1, 1), (1, 1)))
+    out, _ = _output_and_grads(x, weight, projections, "float32")
+    assert torch.equal(out, default)
