@@ -2,6 +2,7 @@
 
 :func:`evaluate` puts the model in eval mode, runs it without gradients over every batch of the loader,
 counts correct top-1 predictions and restores each submodule's previous training flag afterwards.
+:func:`dataset_accuracy` does the same over a whole image dataset, in order and without augmentation.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aimc_lsh.data import ImageTensorDataset, make_loader
 from aimc_lsh.utils import tune_allocator
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "dataset_accuracy", "evaluate"]
+
+EVAL_BATCH_SIZE = 256
+"""Images per batch of :func:`dataset_accuracy` (the result does not depend on it beyond float rounding)."""
 
 
 @dataclass(frozen=True)
@@ -121,3 +126,18 @@ def evaluate(
     if n_images == 0:
         raise ValueError("evaluate: the loader yielded no images")
     return EvalResult(accuracy=n_correct / n_images, n_images=n_images, n_correct=n_correct)
+
+
+def dataset_accuracy(model: nn.Module, data: ImageTensorDataset, device: str | torch.device = "cpu") -> float:
+    """Top-1 accuracy (a fraction) of ``model`` on every image of ``data``, unaugmented, no progress bar.
+
+    Args:
+        model: Classifier on ``device``; its modules' training flags are restored afterwards.
+        data: Images in [0, 1] with labels.
+        device: Device the images are moved to.
+
+    Returns:
+        ``evaluate(...).accuracy`` over ``data`` in its order, batches of :data:`EVAL_BATCH_SIZE`.
+    """
+    loader = make_loader(data, batch_size=EVAL_BATCH_SIZE, augment=False, shuffle=False)
+    return evaluate(model, loader, device=device, progress=False).accuracy

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aimc_lsh.data import ImageTensorDataset, RandomCropFlip, make_loader
-from aimc_lsh.eval import evaluate
+from aimc_lsh.data import ImageTensorDataset, RandomCropFlip
+from aimc_lsh.eval import dataset_accuracy
 from aimc_lsh.train.calibration import batchnorm_layers, recalibrate_bn
 
 
@@ -94,9 +94,9 @@ def refresh_batchnorm(
     if augment:
         images = RandomCropFlip(crop_padding, seed=seed)(images)
     trained = _statistics(model)
-    before = _accuracy(model, holdout, device) if holdout is not None else None
+    before = dataset_accuracy(model, holdout, device) if holdout is not None else None
     recalibrate_bn(model, images.to(device))
-    after = _accuracy(model, holdout, device) if holdout is not None else None
+    after = dataset_accuracy(model, holdout, device) if holdout is not None else None
     kept = before is None or after >= before
     if not kept:
         _restore(model, trained)
@@ -126,8 +126,3 @@ def _restore(model: nn.Module, saved: list[dict[str, torch.Tensor | None]]) -> N
 
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def _accuracy(model: nn.Module, data: ImageTensorDataset, device: torch.device) -> float:
-    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
-    return evaluate(model, loader, device=device, progress=False).accuracy  # restores the modules' modes

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from aimc_lsh.data import ImageTensorDataset, make_loader
-from aimc_lsh.eval import evaluate
+from aimc_lsh.data import ImageTensorDataset
+from aimc_lsh.eval import dataset_accuracy
 from aimc_lsh.train.calibration import batchnorm_layers, recalibrate_bn
 from aimc_lsh.train.noise import NoiseSpec, WeightNoise, inject_training_noise
 
@@ -45,13 +45,12 @@ def accuracy_under_noise(
     noisy = copy.deepcopy(model).eval()
     inject_training_noise(noisy, spec, in_eval=True)
     weight_noise = WeightNoise.from_spec(spec, in_eval=True)
-    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
     accs = []
     with torch.random.fork_rng(devices=[]):
         for r in range(repeats):
             torch.manual_seed(seed + r)
             with weight_noise.perturbed(noisy):
-                accs.append(evaluate(noisy, loader, progress=False).accuracy)
+                accs.append(dataset_accuracy(noisy, data))
     return NoisyAccuracy(
         mean=statistics.fmean(accs), std=statistics.stdev(accs) if len(accs) > 1 else 0.0, repeats=repeats
     )
@@ -135,14 +134,13 @@ def hardware_accuracy(
     model = hardware_model(checkpoint, digital, device=device, placement=placement)
     if bn_images is not None and not batchnorm_layers(model):
         raise ValueError("bn_images given, but the model has no BatchNorm layers to re-estimate")
-    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
     accs = []
     for seed in seeds:
         program(model, seed=seed)
         drift(model, t_inference)
         if bn_images is not None:
             recalibrate_bn(model, bn_images)  # resets the statistics first: each seed starts afresh
-        accs.append(evaluate(model, loader, progress=False).accuracy)
+        accs.append(dataset_accuracy(model, data))
     return NoisyAccuracy(
         mean=statistics.fmean(accs), std=statistics.stdev(accs) if len(accs) > 1 else 0.0, repeats=len(accs)
     )

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aimc_lsh.data import ImageTensorDataset, make_loader
-from aimc_lsh.eval import evaluate
+from aimc_lsh.data import ImageTensorDataset
+from aimc_lsh.eval import dataset_accuracy
 from aimc_lsh.kernels import product_precision
 from aimc_lsh.train.anneal import HashBlend, blend_factor
 from aimc_lsh.train.averaging import WeightAverage
@@ -123,10 +123,7 @@ def set_train_mode(model: nn.Module, bn_mode: str) -> None:
 
 
 def _accuracy(model: nn.Module, data: ImageTensorDataset | None, device: torch.device) -> float | None:
-    if data is None:
-        return None
-    loader = make_loader(data, batch_size=256, augment=False, shuffle=False)
-    return evaluate(model, loader, device=device, progress=False).accuracy
+    return dataset_accuracy(model, data, device) if data is not None else None
 
 
 def _is_refresh_row(row: dict[str, Any]) -> bool:

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from aimc_lsh.eval import EvalResult, evaluate
+from aimc_lsh.data import ImageTensorDataset
+from aimc_lsh.eval import EvalResult, dataset_accuracy, evaluate
 
 
 class _LabelEcho(nn.Module):
@@ -54,3 +55,21 @@ def test_errors():
         evaluate(nn.Sequential(bad, nn.Flatten(0)), _loader(), progress=False)
     with pytest.raises(ValueError, match="move it first"):
         evaluate(bad, _loader(), device="meta", progress=False)
+
+
+class _FirstPixel(nn.Module):
+    """Predicts class = round(3 * first pixel); eval mode asserted."""
+
+    def forward(self, x):
+        assert not self.training and not torch.is_grad_enabled()
+        return nn.functional.one_hot((3 * x[:, 0, 0, 0]).round().long(), 4).float()
+
+
+def test_dataset_accuracy_counts_every_image_in_several_batches_and_restores_the_mode():
+    labels = torch.arange(600) % 4
+    images = torch.zeros(600, 1, 2, 2)
+    images[:, 0, 0, 0] = labels / 3
+    images[:150, 0, 0, 0] = 0.0  # predicted class 0: wrong for the 112 of them labelled 1-3
+    model = _FirstPixel().train()
+    accuracy = dataset_accuracy(model, ImageTensorDataset(images, labels, num_classes=4))
+    assert accuracy == (600 - 112) / 600 and model.training  # 600 images: three batches of up to 256
