@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--product-dtype", choices=list(PRODUCT_DTYPES), default=None,
         help="precision of the tiled layers' projection and code-agreement products in the training steps "
-        "(bfloat16: about 2x faster steps with --input-tile-size 4 on a CPU with AVX512-BF16; agreements "
-        "stay exact, evaluation stays float32; default float32)",
+        "(bfloat16: about 1.6x faster steps with --input-tile-size 4 on a CPU with AVX512-BF16 or AMX, "
+        "slower elsewhere, with a warning; agreements stay exact, evaluation stays float32; default float32)",
     )  # fmt: skip
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--seed", type=int, default=0)

@@ -22,7 +22,13 @@ from aimc_lsh.kernels.pq import (
     squared_distances,
 )
 from aimc_lsh.kernels.pq_kernel import PQKernel
-from aimc_lsh.kernels.precision import PRODUCT_DTYPES, check_product_dtype, product_dtype, product_precision
+from aimc_lsh.kernels.precision import (
+    PRODUCT_DTYPES,
+    check_product_dtype,
+    product_dtype,
+    product_precision,
+    slow_product_warning,
+)
 from aimc_lsh.kernels.random_proj import RandomProjKernel, random_projection
 from aimc_lsh.kernels.registry import build_kernel, get_kernel_class, kernel_names, register_kernel
 from aimc_lsh.kernels.stages import ConvGeometry, HashStages, TilePair, needs_grad, patch_norms
@@ -72,6 +78,7 @@ __all__ = [
     "safe_norm",
     "safe_sqrt",
     "sign_ste",
+    "slow_product_warning",
     "simhash_estimate",
     "stacked_tiles_forward",
     "squared_distances",

@@ -113,8 +113,9 @@ class TrainConfig:
     product_dtype: str = "float32"
     """Precision of the tiled layers' projection and code-agreement products in the training steps:
     ``"float32"`` or ``"bfloat16"`` (:mod:`aimc_lsh.kernels.precision`: agreements stay exact, the
-    projections' operands are rounded to 8 significant bits, their gradients run in bfloat16; about 2x faster
-    steps with tiles of 4 channels on a CPU with AVX512-BF16). Evaluation always computes in float32."""
+    projections' operands are rounded to 8 significant bits, their gradients run in bfloat16; about 1.6x
+    faster steps with tiles of 4 channels on a CPU with AVX512-BF16 or AMX, slower elsewhere: the trainer
+    warns). Evaluation always computes in float32."""
 
     normalize_ste: bool = False
     """Scale the input codes' straight-through gradient by 1 / ||x_patch|| (as if x were normalised before

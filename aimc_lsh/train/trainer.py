@@ -20,6 +20,7 @@ import csv
 import io
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from aimc_lsh.data import ImageTensorDataset
 from aimc_lsh.eval import dataset_accuracy
-from aimc_lsh.kernels import product_precision
+from aimc_lsh.kernels import product_precision, slow_product_warning
 from aimc_lsh.train.anneal import HashBlend, blend_factor
 from aimc_lsh.train.averaging import WeightAverage
 from aimc_lsh.train.batches import EpochBatches
@@ -206,6 +207,9 @@ def fine_tune(
         check_module_paths(teacher, feature_layers)
     ctx = DistContext.from_env(device)
     dev = ctx.device
+    slow_products = slow_product_warning(config.product_dtype, dev)
+    if slow_products is not None and ctx.is_main:
+        warnings.warn(slow_products, RuntimeWarning, stacklevel=2)
     model.to(dev)
     if teacher is not None:  # only ever run under no_grad: its parameters are left as the caller set them
         teacher.to(dev).eval()

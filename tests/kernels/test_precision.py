@@ -1,8 +1,21 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from aimc_lsh.kernels import ConvGeometry, product_dtype, product_precision, stacked_tiles_forward
+from aimc_lsh.kernels import (
+    ConvGeometry,
+    product_dtype,
+    product_precision,
+    slow_product_warning,
+    stacked_tiles_forward,
+)
 from aimc_lsh.kernels.precision import code_agreements
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("k", [64, 256, 1000])
@@ -75,3 +88,24 @@ def test_float32_products_are_the_default_path():
     default = stacked_tiles_forward(x, weight, projections, ConvGeometry((1, 1), (1, 1)))
     out, _ = _output_and_grads(x, weight, projections, "float32")
     assert torch.equal(out, default)
+
+
+def test_float32_products_are_always_native_and_unknown_names_are_refused():
+    assert slow_product_warning("float32") is None
+    with pytest.raises(ValueError, match="unknown product dtype 'int8'"):
+        slow_product_warning("int8")
+
+
+def test_a_cpu_without_bfloat16_instructions_is_warned_before_training(tmp_path):
+    """oneDNN limited to AVX2 (no bfloat16 kernels): the probe and the trainer both say so."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    probe = "from aimc_lsh.kernels import slow_product_warning as w; print(w('bfloat16'))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert "no bfloat16 dot-product instructions (AVX512-BF16 or AMX)" in run.stdout, run.stderr
+    finetune = [
+        sys.executable, str(REPO / "studies" / "finetune.py"), "--model", "digits_cnn", "--k", "16",
+        "--kernel", "learned_projection", "--input-tile-size", "64", "--epochs", "0", "--no-augment",
+        "--quiet", "--threads", "1", "--product-dtype", "bfloat16",
+    ]  # fmt: skip
+    run = subprocess.run(finetune, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and "RuntimeWarning: product_dtype 'bfloat16'" in run.stderr, run.stderr
