@@ -15,10 +15,10 @@ bfloat16 dot-product instructions (AVX512-BF16, AMX) both run several times fast
   the cosine and everything outside the two products stay float32.
 
 Nothing else changes: evaluation, the tile-by-tile and hardware paths and untiled layers always compute in
-float32. Where oneDNN has no bfloat16 kernel for the CPU (no AVX512) the products are still correct but run on
-a slow fallback: 17x slower training steps with tiles of 4 when oneDNN was limited to AVX2 (measured,
-``ONEDNN_MAX_CPU_ISA=AVX2``); :func:`slow_product_warning` says so before a run starts.
-``benchmarks/bench_training_step.py`` measures both precisions.
+the model's dtype, and outside the block (or with ``"float32"``) so do the products. Where the CPU has no
+bfloat16 dot-product instructions the products are still correct but emulated, and slower than float32
+(measured with tiles of 4: 1.7x slower steps with oneDNN limited to AVX512, 17x with AVX2);
+:func:`slow_product_warning` says so before a run starts. ``benchmarks/bench_training_step.py`` measures both.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ EXACT_CODE_CHUNK = 256
 """Codes summed per bfloat16 product: a sum of at most 256 terms of +-1 is an integer in [-256, 256], which
 bfloat16 (8 significant bits) holds exactly."""
 
-_current: ContextVar[torch.dtype] = ContextVar("aimc_lsh_product_dtype", default=torch.float32)
+_current: ContextVar[torch.dtype | None] = ContextVar("aimc_lsh_product_dtype", default=None)
 
 
 def check_product_dtype(name: str) -> torch.dtype:
@@ -58,34 +58,35 @@ def product_precision(name: str) -> Iterator[None]:
     >>> with product_precision("bfloat16"):
     ...     product_dtype()
     torch.bfloat16
-    >>> product_dtype()
-    torch.float32
+    >>> product_dtype() is None
+    True
 
     Args:
-        name: ``"float32"`` or ``"bfloat16"``.
+        name: ``"bfloat16"``, or ``"float32"``: the operands' own dtype, as outside any block.
 
     Raises:
         ValueError: For any other name.
     """
-    token = _current.set(check_product_dtype(name))
+    dtype = check_product_dtype(name)
+    token = _current.set(None if dtype == torch.float32 else dtype)
     try:
         yield
     finally:
         _current.reset(token)
 
 
-def product_dtype() -> torch.dtype:
-    """The dtype the tiled products use here: float32 unless inside :func:`product_precision`."""
+def product_dtype() -> torch.dtype | None:
+    """The tiled products' dtype here: None (the operands' own) unless :func:`product_precision` set it."""
     return _current.get()
 
 
 def code_agreements(codes: Tensor, signs: Tensor) -> Tensor:
-    """``codes @ signs`` of +-1 tensors (T, out, k) and (T, k, M) in float32, exact in any product dtype.
+    """``codes @ signs`` of +-1 tensors (T, out, k) and (T, k, M), exact in any dtype.
 
-    Both tensors must already have the product dtype; with bfloat16 the product is split into chunks of
-    :data:`EXACT_CODE_CHUNK` codes whose integer sums bfloat16 holds exactly, summed in float32.
+    In float32 or float64 one product of that dtype; in bfloat16 the product is split into chunks of
+    :data:`EXACT_CODE_CHUNK` codes whose integer sums bfloat16 holds exactly, and returned in float32.
     """
-    if codes.dtype == torch.float32:
+    if codes.dtype != torch.bfloat16:
         return torch.bmm(codes, signs)
     length = codes.shape[2]
     total = None

@@ -71,9 +71,11 @@ def stacked_tiles_forward(
     # (T, C_t * kh * kw, N * L): each tile's patches side by side, one column per output position
     patches = patches.view(batch, n_tiles, tile_inputs, -1).permute(1, 2, 0, 3)
     patches = patches.reshape(n_tiles, tile_inputs, -1)
-    low = product_dtype()  # float32, or bfloat16 in training (aimc_lsh.kernels.precision)
-    pre = torch.bmm(projections.to(low), patches.to(low))  # (T, k, M)
-    agreement = code_agreements(codes.to(low), sign_ste(pre, input_ste))  # (T, out, M), float32
+    low = product_dtype()  # None (the inputs' dtype), or bfloat16 in training (aimc_lsh.kernels.precision)
+    if low is not None:
+        projections, patches, codes = projections.to(low), patches.to(low), codes.to(low)
+    pre = torch.bmm(projections, patches)  # (T, k, M)
+    agreement = code_agreements(codes, sign_ste(pre, input_ste))  # (T, out, M), float32 for bfloat16 codes
     x_norm = x_norm.transpose(0, 1).reshape(n_tiles, -1)
     out = _CosineSumOverTiles.apply(agreement, w_norm, x_norm, hash_length)  # (out, M)
     return out.view(n_out, batch, height, width).transpose(0, 1)

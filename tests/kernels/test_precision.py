@@ -14,6 +14,7 @@ from aimc_lsh.kernels import (
     stacked_tiles_forward,
 )
 from aimc_lsh.kernels.precision import code_agreements
+from tests.kernels.test_tiled import tile_by_tile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,15 +33,15 @@ def test_bfloat16_code_agreements_are_exact_at_any_code_length(k):
 
 
 def test_product_precision_applies_inside_its_block_only_and_names_the_allowed_dtypes():
-    assert product_dtype() == torch.float32
+    assert product_dtype() is None  # the operands' own dtype
     with product_precision("bfloat16"):
         assert product_dtype() == torch.bfloat16
         with product_precision("float32"):
-            assert product_dtype() == torch.float32
+            assert product_dtype() is None
         assert product_dtype() == torch.bfloat16
     with pytest.raises(RuntimeError), product_precision("bfloat16"):
         raise RuntimeError
-    assert product_dtype() == torch.float32
+    assert product_dtype() is None
     with pytest.raises(ValueError, match="unknown product dtype 'float16'; allowed: float32, bfloat16"):
         with product_precision("float16"):
             pass
@@ -83,11 +84,16 @@ def test_bfloat16_products_round_the_projections_operands():
     assert (out - exact).norm() <= 0.05 * exact.norm()  # a few of them
 
 
-def test_float32_products_are_the_default_path():
+def test_float32_products_are_the_default_path_and_keep_float64_models_in_float64():
     x, weight, projections = _layer(torch.Generator().manual_seed(1), bf16_exact=False)
     default = stacked_tiles_forward(x, weight, projections, ConvGeometry((1, 1), (1, 1)))
     out, _ = _output_and_grads(x, weight, projections, "float32")
     assert torch.equal(out, default)
+    wide = [t.detach().double() for t in (x, weight, projections)]
+    out, _ = _output_and_grads(*[t.clone().requires_grad_() for t in wide], "float32")
+    reference = tile_by_tile(*wide, ConvGeometry((1, 1), (1, 1)))  # (N, L, out), float64 throughout
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.flatten(2).transpose(1, 2), reference, rtol=1e-12, atol=1e-12)
 
 
 def test_float32_products_are_always_native_and_unknown_names_are_refused():
