@@ -43,7 +43,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "input_tile_size": 1,
         "hash_length": 64,
         "product_dtype": "bfloat16",
-    },  # fmt: skip
+    },
 }
 """Setting name -> ``HashConfig`` fields on top of the learned-projection k-bit config; ``one_at_a_time``
 makes the layers compute their input tiles one after the other, as they did before the stacked path
