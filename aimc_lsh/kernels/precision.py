@@ -30,8 +30,9 @@ from contextvars import ContextVar
 import torch
 from torch import Tensor
 
-PRODUCT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""Name -> dtype of the tiled products (``TrainConfig.product_dtype``)."""
+PRODUCT_DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+"""Name -> dtype of the tiled products (``TrainConfig.product_dtype``); None: the operands' own dtype (float32
+for a float32 model), as outside any :func:`product_precision` block."""
 
 EXACT_CODE_CHUNK = 256
 """Codes summed per bfloat16 product: a sum of at most 256 terms of +-1 is an integer in [-256, 256], which
@@ -40,8 +41,8 @@ bfloat16 (8 significant bits) holds exactly."""
 _current: ContextVar[torch.dtype | None] = ContextVar("aimc_lsh_product_dtype", default=None)
 
 
-def check_product_dtype(name: str) -> torch.dtype:
-    """Return the dtype called ``name``.
+def check_product_dtype(name: str) -> torch.dtype | None:
+    """Return the product dtype called ``name`` (None for ``"float32"``: the operands' own).
 
     Raises:
         ValueError: When ``name`` is not one of :data:`PRODUCT_DTYPES`.
@@ -67,8 +68,7 @@ def product_precision(name: str) -> Iterator[None]:
     Raises:
         ValueError: For any other name.
     """
-    dtype = check_product_dtype(name)
-    token = _current.set(None if dtype == torch.float32 else dtype)
+    token = _current.set(check_product_dtype(name))
     try:
         yield
     finally:
@@ -109,7 +109,7 @@ def slow_product_warning(name: str, device: str | torch.device = "cpu") -> str |
     Raises:
         ValueError: When ``name`` is not one of :data:`PRODUCT_DTYPES`.
     """
-    if check_product_dtype(name) == torch.float32:
+    if check_product_dtype(name) is None:
         return None
     device = torch.device(device)
     if device.type == "cuda":
