@@ -34,6 +34,8 @@ SETTINGS: dict[str, dict[str, object]] = {
     "input tiles of 8 channels": {"input_tile_size": 8},
     "input tiles of 4 channels": {"input_tile_size": 4},
     "tiles of 4, bfloat16 products": {"input_tile_size": 4, "product_dtype": "bfloat16"},
+    "input tiles of 2 channels": {"input_tile_size": 2},
+    "tiles of 2, bfloat16 products": {"input_tile_size": 2, "product_dtype": "bfloat16"},
     "tiles of 16, one at a time": {"input_tile_size": 16, "one_at_a_time": True},
     "k = 64, tiles of 4 channels": {"input_tile_size": 4, "hash_length": 64},
     "k = 64, tiles of 4, one at a time": {"input_tile_size": 4, "hash_length": 64, "one_at_a_time": True},

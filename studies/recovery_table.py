@@ -103,6 +103,7 @@ ROWS: dict[str, dict] = {
     "lp-k256-lrp3e-4-skip-b8-t4-ema": _tiled_row("256", 4),
     "lp-k256-lrp3e-4-skip-b8-t4-ema-bnr": _tiled_row("256", 4, bn_refresh=True),
     "lp-k256-lrp3e-4-skip-b8-t4-ema-bf16": _tiled_row("256", 4, bf16=True),
+    "lp-k256-lrp3e-4-skip-b8-t2-ema-bf16": _tiled_row("256", 2, bf16=True),
     "lp-k64-lrp3e-4-skip-b8-t2-ema": _tiled_row("64", 2),
     "lp-k64-lrp3e-4-skip-b8-t1-ema": _tiled_row("64", 1),
     "rp-k256-fit": {

@@ -151,9 +151,11 @@ def test_every_row_is_a_valid_finetune_command(tmp_path):
     assert refreshed.final_bn_images == 5085 and refreshed.holdout_root == "jpeg"
     assert refreshed.input_tile_size == 4 and refreshed.ema_decay == 0.999 and refreshed.batch_size == 8
     assert parsed["lp-k256-lrp3e-4-skip-b8-t4-ema"].final_bn_images is None  # the rows' lists are their own
-    bf16 = parsed["lp-k256-lrp3e-4-skip-b8-t4-ema-bf16"]
-    assert bf16.product_dtype == "bfloat16" and bf16.input_tile_size == 4 and bf16.ema_decay == 0.999
-    assert bf16.batch_size == 8 and bf16.k == "256" and bf16.time_budget == pytest.approx(60.0, abs=1e-3)
+    for tile in (4, 2):
+        name = f"lp-k256-lrp3e-4-skip-b8-t{tile}-ema-bf16"
+        bf16 = parsed[name]
+        assert bf16.product_dtype == "bfloat16" and bf16.input_tile_size == tile and bf16.ema_decay == 0.999
+        assert bf16.batch_size == 8 and bf16.k == "256" and bf16.time_budget == pytest.approx(60.0, abs=1e-3)
     assert all(p.product_dtype is None for n, p in parsed.items() if not n.endswith("-bf16"))
     assert all(p.holdout_root is None for n, p in parsed.items() if not n.endswith("-bnr"))
     fit = parsed["rp-k256-fit"]
