@@ -23,6 +23,7 @@ bfloat16 dot-product instructions the products are still correct but emulated, a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -103,8 +104,9 @@ def slow_product_warning(name: str, device: str | torch.device = "cpu") -> str |
     bfloat16 products are native on a CUDA device that supports bfloat16, and on a CPU with bfloat16
     dot-product instructions (AVX512-BF16 or AMX) for which oneDNN has bfloat16 kernels. Elsewhere they are
     emulated: training steps with tiles of 4 measured 1.7x slower than float32 with oneDNN limited to AVX512
-    (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) and 17x slower with AVX2. float32 is always native. A limit set
-    through ``ONEDNN_MAX_CPU_ISA`` below AVX512-BF16 on a CPU that has it is not detected.
+    (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) and 17x slower with AVX2. float32 is always native. A limit below
+    AVX512-BF16 set through ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``) counts as a CPU
+    without the instructions; the variable is read at each call, while oneDNN reads it once, when it starts.
 
     Raises:
         ValueError: When ``name`` is not one of :data:`PRODUCT_DTYPES`.
@@ -112,17 +114,34 @@ def slow_product_warning(name: str, device: str | torch.device = "cpu") -> str |
     if check_product_dtype(name) is None:
         return None
     device = torch.device(device)
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = device.type == "cpu" and _cpu_has_native_bfloat16()
-    if native:
+    variable, isa_limit = _onednn_isa_limit() if device.type == "cpu" else (None, None)
+    if isa_limit in _ISAS_WITHOUT_BFLOAT16_DOT:
+        cause = f"oneDNN, limited to {isa_limit} by {variable}, has no {name} dot-product instructions"
+    elif device.type == "cuda" and torch.cuda.is_bf16_supported():
         return None
+    elif device.type == "cpu" and _cpu_has_native_bfloat16():
+        return None
+    else:
+        cause = f"this {device.type.upper()} has no {name} dot-product instructions (AVX512-BF16 or AMX)"
     return (
-        f"product_dtype {name!r}: this {device.type.upper()} has no {name} dot-product instructions "
-        "(AVX512-BF16 or AMX): the products are emulated, measured 1.7x (AVX512) to 17x (AVX2) slower per "
-        "training step than float32. Use 'float32'."
+        f"product_dtype {name!r}: {cause}: the products are emulated, measured 1.7x (AVX512) to 17x (AVX2) "
+        "slower per training step than float32. Use 'float32'."
     )
+
+
+_ISAS_WITHOUT_BFLOAT16_DOT = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+"""``ONEDNN_MAX_CPU_ISA`` values below AVX512_CORE_BF16: under them oneDNN has no bfloat16 dot products."""
+
+
+def _onednn_isa_limit() -> tuple[str | None, str | None]:
+    """The environment variable that limits oneDNN's instruction set and its value (upper case), or Nones."""
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return variable, value.upper()
+    return None, None
 
 
 def _cpu_has_native_bfloat16() -> bool:
