@@ -147,10 +147,10 @@ model is the average of the weights over the fully hashed steps (``--ema-decay 0
 BatchNorm statistics re-estimated on all 5,085 augmented training images, kept only if the last 1,000 training
 images of ``--holdout-root`` agree (measured on t4 at k = 256: not a gain, see docs/training.md); ``bf16``:
 the tiles' projection and code agreements in bfloat16 products (``--product-dtype bfloat16``; 1.6x the steps
-on a CPU with AVX512-BF16, emulated and slower elsewhere; measured on t4 at k = 256: 88.30 / 86.63 / 88.10%);
-``fit``:
-orthonormal projection rows drawn inside each layer's input subspace (90% of the second moment, fitted on
-the first 512 training images) where that estimates the layer better, as in the default checkpoints.
+on a CPU with AVX512-BF16, emulated and slower elsewhere; measured at k = 256 on t4: 88.30 / 86.63 / 88.10%,
+on t2: 87.22 / 88.79 / 88.89 / 88.30%); ``fit``: orthonormal projection rows drawn inside each layer's input
+subspace (90% of the second moment, fitted on the first 512 training images) where that estimates the layer
+better, as in the default checkpoints.
 """
 
 COLUMNS = (
